@@ -1,0 +1,189 @@
+// Argument checks shared by the CPU and CUDA implementations of every op. Each message names the
+// op, what it expected and what it was given.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <initializer_list>
+#include <utility>
+#include <vector>
+
+#include "math.h"
+
+namespace lenet_fast {
+
+#define LF_CHECK(cond, op, ...) TORCH_CHECK(cond, "lenet_fast::", op, ": ", __VA_ARGS__)
+
+inline void check_float32(const char* op, const char* name, const at::Tensor& t) {
+  LF_CHECK(t.defined(), op, "expected ", name, " to be a tensor, got an undefined tensor");
+  LF_CHECK(t.scalar_type() == at::kFloat, op, "expected ", name, " to be float32, got ",
+           t.scalar_type(), " (these kernels are float32 only; call .float() first)");
+}
+
+inline void check_dim(const char* op, const char* name, const at::Tensor& t, int64_t dim,
+                      const char* layout) {
+  LF_CHECK(t.dim() == dim, op, "expected ", name, " to be ", dim, "-D ", layout, ", got shape ",
+           t.sizes());
+}
+
+// Every tensor argument on one device; `kind` is the device type this implementation serves.
+inline void check_devices(const char* op, at::DeviceType kind,
+                          std::initializer_list<std::pair<const char*, const at::Tensor*>> ts) {
+  const auto& first = *ts.begin();
+  for (const auto& [name, t] : ts) {
+    LF_CHECK(t->device() == first.second->device(), op,
+             "expected all tensors on the same device, got ", first.first, " on ",
+             first.second->device(), " and ", name, " on ", t->device());
+  }
+  LF_CHECK(first.second->device().type() == kind, op, "this implementation runs on ",
+           c10::DeviceTypeName(kind), " tensors, got ", first.first, " on ",
+           first.second->device());
+}
+
+struct ConvShape {
+  int64_t N, IC, H, W, OC, pad, Ho, Wo;
+};
+
+inline void check_padding(const char* op, int64_t padding) {
+  LF_CHECK(padding >= 0 && padding <= kMaxPad, op, "expected padding in [0, ", kMaxPad,
+           "] for a 5x5 kernel, got ", padding);
+}
+
+// The shapes of a 5x5 convolution of an input (N, IC, H, W) described by `x_desc` (for messages)
+// with weight (OC, IC, 5, 5) and bias (OC); dtypes and devices are checked by the caller.
+inline ConvShape check_conv_shapes(const char* op, at::IntArrayRef x_sizes, const char* x_desc,
+                                   const char* w_name, const at::Tensor& w, const char* b_name,
+                                   const at::Tensor& b, int64_t padding) {
+  LF_CHECK(x_sizes.size() == 4, op, "expected ", x_desc, " to be 4-D (N, C, H, W), got shape ",
+           x_sizes);
+  LF_CHECK(w.dim() == 4, op, "expected ", w_name, " to be 4-D (out_channels, in_channels, 5, 5), "
+           "got shape ", w.sizes());
+  check_padding(op, padding);
+  ConvShape s{x_sizes[0], x_sizes[1], x_sizes[2], x_sizes[3], w.size(0), padding, 0, 0};
+  LF_CHECK(w.size(2) == kKernel && w.size(3) == kKernel, op, "expected a 5x5 kernel, got ",
+           w_name, " ", w.sizes());
+  LF_CHECK(w.size(1) == s.IC, op, "expected ", w_name, " (out_channels, ", s.IC,
+           ", 5, 5) to match the ", s.IC, " channels of ", x_desc, " ", x_sizes, ", got ", w_name,
+           " ", w.sizes());
+  LF_CHECK(s.OC > 0, op, "expected at least one output channel, got ", w_name, " ", w.sizes());
+  LF_CHECK(b.dim() == 1 && b.size(0) == s.OC, op, "expected ", b_name, " of shape (", s.OC,
+           "), got ", b.sizes());
+  s.Ho = conv_out_extent(s.H, padding);
+  s.Wo = conv_out_extent(s.W, padding);
+  LF_CHECK(s.Ho >= 1 && s.Wo >= 1, op, "expected H and W of at least ", 5 - 2 * padding,
+           " with padding ", padding, ", got ", x_desc, " ", x_sizes);
+  return s;
+}
+
+// x (N, IC, H, W), weight (OC, IC, 5, 5), bias (OC).
+inline ConvShape check_conv(const char* op, const at::Tensor& x, const at::Tensor& w,
+                            const at::Tensor& b, int64_t padding, at::DeviceType kind) {
+  check_float32(op, "x", x);
+  check_float32(op, "weight", w);
+  check_float32(op, "bias", b);
+  check_devices(op, kind, {{"x", &x}, {"weight", &w}, {"bias", &b}});
+  return check_conv_shapes(op, x.sizes(), "x", "weight", w, "bias", b, padding);
+}
+
+// The weight's (OC, IC) with a 5x5 kernel.
+inline void check_conv_weight(const char* op, const at::Tensor& w) {
+  check_float32(op, "weight", w);
+  check_dim(op, "weight", w, 4, "(out_channels, in_channels, 5, 5)");
+  LF_CHECK(w.size(2) == kKernel && w.size(3) == kKernel, op, "expected a 5x5 kernel, got weight ",
+           w.sizes());
+}
+
+inline void check_same_shape(const char* op, const char* a_name, const at::Tensor& a,
+                             const char* b_name, const at::Tensor& b) {
+  LF_CHECK(a.sizes() == b.sizes(), op, "expected ", a_name, " and ", b_name,
+           " to have the same shape, got ", a.sizes(), " and ", b.sizes());
+}
+
+// grad (N, C, H/2, W/2) of a 2x2/2 pool over (N, C, H, W).
+inline void check_pooled_grad(const char* op, const at::Tensor& grad, int64_t N, int64_t C,
+                              int64_t H, int64_t W) {
+  check_dim(op, "grad", grad, 4, "(N, C, H/2, W/2)");
+  LF_CHECK(grad.size(0) == N && grad.size(1) == C && grad.size(2) == H / 2 &&
+               grad.size(3) == W / 2,
+           op, "expected grad of shape [", N, ", ", C, ", ", H / 2, ", ", W / 2,
+           "] for an input of [", N, ", ", C, ", ", H, ", ", W, "], got ", grad.sizes());
+}
+
+inline void check_pool_input(const char* op, const at::Tensor& x) {
+  check_dim(op, "x", x, 4, "(N, C, H, W)");
+  LF_CHECK(x.size(2) >= 2 && x.size(3) >= 2, op, "expected H and W of at least 2, got x ",
+           x.sizes());
+}
+
+// weight (J, K) and bias (J) of a layer fed `in_features` features.
+inline void check_linear_shapes(const char* op, int64_t in_features, const char* x_desc,
+                                const char* w_name, const at::Tensor& w, const char* b_name,
+                                const at::Tensor& b) {
+  LF_CHECK(w.dim() == 2, op, "expected ", w_name, " to be 2-D (out_features, in_features), got "
+           "shape ", w.sizes());
+  LF_CHECK(in_features == w.size(1), op, "expected ", x_desc, " to have in_features = ", w.size(1),
+           " (", w_name, " ", w.sizes(), "), got ", in_features);
+  LF_CHECK(b.dim() == 1 && b.size(0) == w.size(0), op, "expected ", b_name, " of shape (",
+           w.size(0), "), got ", b.sizes());
+}
+
+// x (..., K), weight (J, K), bias (J).
+inline void check_linear(const char* op, const at::Tensor& x, const at::Tensor& w,
+                         const at::Tensor& b, at::DeviceType kind) {
+  check_float32(op, "x", x);
+  check_float32(op, "weight", w);
+  check_float32(op, "bias", b);
+  check_devices(op, kind, {{"x", &x}, {"weight", &w}, {"bias", &b}});
+  LF_CHECK(x.dim() >= 1, op, "expected x of shape (..., in_features), got a 0-D tensor");
+  check_linear_shapes(op, x.size(-1), "x's last dimension", "weight", w, "bias", b);
+}
+
+// The shape of a linear layer's output: x's leading dimensions, then J.
+inline std::vector<int64_t> linear_out_sizes(const at::Tensor& x, int64_t J) {
+  std::vector<int64_t> s(x.sizes().begin(), x.sizes().end());
+  s.back() = J;
+  return s;
+}
+
+}  // namespace lenet_fast
+
+namespace lenet_fast {
+
+// The whole LeNet-5 forward: conv1 -> tanh -> pool -> conv2 -> tanh -> pool -> fc1 -> tanh ->
+// fc2 -> tanh -> fc3, with every layer's shape checked against the one before it.
+struct Lenet5Shape {
+  ConvShape c1, c2;
+  int64_t F, J1, J2, J3;  // flattened features, fc widths
+};
+
+inline Lenet5Shape check_lenet5(const char* op, const at::Tensor& x, const at::Tensor& w1,
+                                const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
+                                const at::Tensor& f1w, const at::Tensor& f1b,
+                                const at::Tensor& f2w, const at::Tensor& f2b,
+                                const at::Tensor& f3w, const at::Tensor& f3b, int64_t padding,
+                                at::DeviceType kind) {
+  const std::initializer_list<std::pair<const char*, const at::Tensor*>> all = {
+      {"x", &x},           {"conv1_weight", &w1}, {"conv1_bias", &b1}, {"conv2_weight", &w2},
+      {"conv2_bias", &b2}, {"fc1_weight", &f1w},  {"fc1_bias", &f1b},  {"fc2_weight", &f2w},
+      {"fc2_bias", &f2b},  {"fc3_weight", &f3w},  {"fc3_bias", &f3b}};
+  for (const auto& [name, t] : all) check_float32(op, name, *t);
+  check_devices(op, kind, all);
+  Lenet5Shape s{};
+  s.c1 = check_conv_shapes(op, x.sizes(), "x", "conv1_weight", w1, "conv1_bias", b1, padding);
+  LF_CHECK(s.c1.Ho >= 2 && s.c1.Wo >= 2, op, "expected conv1's output to be at least 2x2, got ",
+           s.c1.Ho, "x", s.c1.Wo, " from x ", x.sizes());
+  const std::vector<int64_t> pooled1 = {s.c1.N, s.c1.OC, s.c1.Ho / 2, s.c1.Wo / 2};
+  s.c2 = check_conv_shapes(op, pooled1, "pool1's output", "conv2_weight", w2, "conv2_bias", b2, 0);
+  LF_CHECK(s.c2.Ho >= 2 && s.c2.Wo >= 2, op, "expected conv2's output to be at least 2x2, got ",
+           s.c2.Ho, "x", s.c2.Wo, " from x ", x.sizes());
+  s.F = s.c2.OC * (s.c2.Ho / 2) * (s.c2.Wo / 2);
+  check_linear_shapes(op, s.F, "the flattened pool2 output", "fc1_weight", f1w, "fc1_bias", f1b);
+  s.J1 = f1w.size(0);
+  check_linear_shapes(op, s.J1, "fc1's output", "fc2_weight", f2w, "fc2_bias", f2b);
+  s.J2 = f2w.size(0);
+  check_linear_shapes(op, s.J2, "fc2's output", "fc3_weight", f3w, "fc3_bias", f3b);
+  s.J3 = f3w.size(0);
+  return s;
+}
+
+}  // namespace lenet_fast

@@ -1,0 +1,188 @@
+// CPU implementations of the convolution ops: argument checks, weight packing and the split of the
+// batch over threads; the arithmetic lives in kernels_impl.h.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "../checks.h"
+#include "conv_pack.h"
+#include "kernels.h"
+
+namespace lenet_fast {
+namespace {
+
+using cpu::PackedConv;
+using cpu::check_image_size;
+using cpu::conv_grain;
+using cpu::forward_args;
+
+void run_conv_forward(const cpu::ConvForwardArgs& a, int64_t N, int64_t grain) {
+  const int64_t scratch = a.pad ? a.IC * (a.H + 2 * a.pad) * (a.W + 2 * a.pad) : 0;
+  at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
+    std::vector<float> buf(scratch);
+    cpu::kernels().conv_forward(a, n0, n1, buf.data());
+  });
+}
+
+at::Tensor conv5x5_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                       int64_t padding) {
+  const char* op = "conv5x5";
+  const ConvShape s = check_conv(op, x, w, b, padding, at::kCPU);
+  check_image_size(op, s.IC, s.H + 2 * padding, s.W + 2 * padding);
+  const at::Tensor xc = x.contiguous();
+  at::Tensor y = at::empty({s.N, s.OC, s.Ho, s.Wo}, x.options());
+  if (s.N == 0) return y;
+  const PackedConv p(w, &b, false, s.H + 2 * padding, s.W + 2 * padding);
+  cpu::ConvForwardArgs a = forward_args(s, p, xc.data_ptr<float>());
+  a.y = y.data_ptr<float>();
+  run_conv_forward(a, s.N, conv_grain(s));
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_cpu(const at::Tensor& x, const at::Tensor& w,
+                                                         const at::Tensor& b, int64_t padding,
+                                                         bool save_act) {
+  const char* op = "conv5x5_tanh_pool";
+  const ConvShape s = check_conv(op, x, w, b, padding, at::kCPU);
+  check_image_size(op, s.IC, s.H + 2 * padding, s.W + 2 * padding);
+  LF_CHECK(s.Ho >= 2 && s.Wo >= 2, op, "expected a convolution output of at least 2x2 to pool, got ",
+           s.Ho, "x", s.Wo, " from x ", x.sizes());
+  const at::Tensor xc = x.contiguous();
+  at::Tensor y = at::empty({s.N, s.OC, s.Ho / 2, s.Wo / 2}, x.options());
+  at::Tensor act = save_act ? at::empty({s.N, s.OC, s.Ho, s.Wo}, x.options())
+                            : at::empty({0}, x.options());
+  if (s.N == 0) return {y, act};
+  const PackedConv p(w, &b, false, s.H + 2 * padding, s.W + 2 * padding);
+  cpu::ConvForwardArgs a = forward_args(s, p, xc.data_ptr<float>());
+  a.y = y.data_ptr<float>();
+  a.act = save_act ? act.data_ptr<float>() : nullptr;
+  a.fused = true;
+  run_conv_forward(a, s.N, conv_grain(s));
+  return {y, act};
+}
+
+at::Tensor conv5x5_backward_input_cpu(const at::Tensor& grad, const at::Tensor& w,
+                                      int64_t padding) {
+  const char* op = "conv5x5_backward_input";
+  check_float32(op, "grad", grad);
+  check_conv_weight(op, w);
+  check_devices(op, at::kCPU, {{"grad", &grad}, {"weight", &w}});
+  check_dim(op, "grad", grad, 4, "(N, OC, Ho, Wo)");
+  check_padding(op, padding);
+  LF_CHECK(grad.size(1) == w.size(0), op, "expected grad with ", w.size(0),
+           " channels to match weight ", w.sizes(), ", got grad ", grad.sizes());
+  // The input gradient is a convolution of grad with the rotated, transposed weights.
+  const int64_t pad = kMaxPad - padding;
+  ConvShape s{grad.size(0), w.size(0), grad.size(2), grad.size(3), w.size(1), pad, 0, 0};
+  s.Ho = conv_out_extent(s.H, pad);
+  s.Wo = conv_out_extent(s.W, pad);
+  LF_CHECK(s.Ho >= 1 && s.Wo >= 1, op, "expected grad of at least ", 1 + 2 * padding, "x",
+           1 + 2 * padding, " with padding ", padding, ", got grad ", grad.sizes());
+  check_image_size(op, s.IC, s.H + 2 * pad, s.W + 2 * pad);
+  const at::Tensor gc = grad.contiguous();
+  at::Tensor dx = at::empty({s.N, s.OC, s.Ho, s.Wo}, grad.options());
+  if (s.N == 0) return dx;
+  const PackedConv p(w, nullptr, true, s.H + 2 * pad, s.W + 2 * pad);
+  cpu::ConvForwardArgs a = forward_args(s, p, gc.data_ptr<float>());
+  a.bias = nullptr;
+  a.y = dx.data_ptr<float>();
+  run_conv_forward(a, s.N, conv_grain(s));
+  return dx;
+}
+
+std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cpu(const at::Tensor& grad,
+                                                               const at::Tensor& x,
+                                                               int64_t padding) {
+  const char* op = "conv5x5_backward_weight";
+  check_float32(op, "grad", grad);
+  check_float32(op, "x", x);
+  check_devices(op, at::kCPU, {{"grad", &grad}, {"x", &x}});
+  check_dim(op, "grad", grad, 4, "(N, OC, Ho, Wo)");
+  check_dim(op, "x", x, 4, "(N, IC, H, W)");
+  check_padding(op, padding);
+  ConvShape s{x.size(0), x.size(1), x.size(2), x.size(3), grad.size(1), padding, 0, 0};
+  s.Ho = conv_out_extent(s.H, padding);
+  s.Wo = conv_out_extent(s.W, padding);
+  LF_CHECK(grad.size(0) == s.N && grad.size(2) == s.Ho && grad.size(3) == s.Wo && s.Ho >= 1 &&
+               s.Wo >= 1,
+           op, "expected grad of shape [", s.N, ", OC, ", s.Ho, ", ", s.Wo, "] for x ", x.sizes(),
+           " and padding ", padding, ", got grad ", grad.sizes());
+  const int64_t Hp = s.H + 2 * padding, Wp = s.W + 2 * padding, K = s.IC * kTaps;
+  check_image_size(op, s.IC, Hp, Wp);
+  at::Tensor dw = at::zeros({s.OC, s.IC, kKernel, kKernel}, x.options());
+  at::Tensor db = at::zeros({s.OC}, x.options());
+  if (s.N == 0 || s.OC == 0) return {dw, db};
+
+  const at::Tensor gc = grad.contiguous(), xc = x.contiguous();
+  cpu::ConvWeightGradArgs a{};
+  a.grad = gc.data_ptr<float>();
+  a.x = xc.data_ptr<float>();
+  const std::vector<int32_t> taps = PackedConv::tap_offsets(s.IC, Hp, Wp);
+  a.taps = taps.data();
+  a.IC = s.IC;
+  a.H = s.H;
+  a.W = s.W;
+  a.OC = s.OC;
+  a.oc_tile = s.OC <= 8 ? 8 : 16;
+  a.OCP = cpu::round_up(s.OC, a.oc_tile);
+  a.pad = padding;
+  a.Ho = s.Ho;
+  a.Wo = s.Wo;
+
+  // Deterministic: the batch is cut into a fixed number of chunks that depends only on N (never
+  // on the thread count), each chunk sums into its own partial, and the partials are added in order.
+  const int64_t chunk = std::max<int64_t>(4, (s.N + 31) / 32);
+  const int64_t chunks = (s.N + chunk - 1) / chunk;
+  const int64_t part = K * a.OCP + a.OCP;
+  std::vector<float> partial(chunks * part, 0.0f);
+  const int64_t scratch = (padding ? s.IC * Hp * Wp : 0) + s.Ho * s.Wo * a.OCP;
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<float> buf(scratch);
+    for (int64_t c = c0; c < c1; ++c) {
+      float* dwt = partial.data() + c * part;
+      cpu::kernels().conv_weight_grad(a, c * chunk, std::min(s.N, (c + 1) * chunk), dwt,
+                                      dwt + K * a.OCP, buf.data());
+    }
+  });
+  for (int64_t c = 1; c < chunks; ++c)
+    for (int64_t i = 0; i < part; ++i) partial[i] += partial[c * part + i];
+  float* dwp = dw.data_ptr<float>();
+  float* dbp = db.data_ptr<float>();
+  for (int64_t o = 0; o < s.OC; ++o) {
+    for (int64_t k = 0; k < K; ++k) dwp[o * K + k] = partial[k * a.OCP + o];
+    dbp[o] = partial[K * a.OCP + o];
+  }
+  return {dw, db};
+}
+
+at::Tensor tanh_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& act) {
+  const char* op = "tanh_pool_backward";
+  check_float32(op, "grad", grad);
+  check_float32(op, "act", act);
+  check_devices(op, at::kCPU, {{"grad", &grad}, {"act", &act}});
+  check_dim(op, "act", act, 4, "(N, C, H, W)");
+  check_pooled_grad(op, grad, act.size(0), act.size(1), act.size(2), act.size(3));
+  const at::Tensor gc = grad.contiguous(), ac = act.contiguous();
+  at::Tensor d = at::empty(act.sizes(), act.options());
+  const int64_t planes = act.size(0) * act.size(1), H = act.size(2), W = act.size(3);
+  at::parallel_for(0, planes, std::max<int64_t>(1, 32768 / std::max<int64_t>(H * W, 1)),
+                   [&](int64_t p0, int64_t p1) {
+                     cpu::kernels().tanh_pool_backward(gc.data_ptr<float>(), ac.data_ptr<float>(),
+                                                       d.data_ptr<float>(), H, W, p0, p1);
+                   });
+  return d;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lenet_fast, CPU, m) {
+  m.impl("conv5x5", &conv5x5_cpu);
+  m.impl("conv5x5_tanh_pool", &conv5x5_tanh_pool_cpu);
+  m.impl("conv5x5_backward_input", &conv5x5_backward_input_cpu);
+  m.impl("conv5x5_backward_weight", &conv5x5_backward_weight_cpu);
+  m.impl("tanh_pool_backward", &tanh_pool_backward_cpu);
+}
+
+}  // namespace lenet_fast

@@ -1,0 +1,91 @@
+// Packing of convolution weights for the CPU kernels, shared by the conv ops and lenet5_forward.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../checks.h"
+#include "kernels.h"
+
+namespace lenet_fast {
+namespace cpu {
+
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Weights packed for the kernels: (ICn*25, OCP), output channels in the vector lanes, zero-padded.
+// With `flip`, packs the weights of the input gradient instead: channels swapped and the 5x5
+// kernel rotated by 180 degrees, since dL/dx = conv(dL/dy, rot180(W)^T, padding 4 - p).
+struct PackedConv {
+  std::vector<float> wt, bias;
+  std::vector<int32_t> taps;
+  int64_t OCn, ICn, OCP;
+  int oc_tile;
+
+  PackedConv(const at::Tensor& w, const at::Tensor* b, bool flip, int64_t Hp, int64_t Wp) {
+    const at::Tensor wc = w.contiguous();
+    const float* src = wc.data_ptr<float>();
+    const int64_t OC = w.size(0), IC = w.size(1);
+    OCn = flip ? IC : OC;
+    ICn = flip ? OC : IC;
+    oc_tile = OCn <= 8 ? 8 : 16;
+    OCP = round_up(OCn, oc_tile);
+    wt.assign(ICn * kTaps * OCP, 0.0f);
+    for (int64_t o = 0; o < OC; ++o)
+      for (int64_t i = 0; i < IC; ++i)
+        for (int64_t t = 0; t < kTaps; ++t) {
+          const float v = src[(o * IC + i) * kTaps + t];
+          if (flip)
+            wt[(o * kTaps + (kTaps - 1 - t)) * OCP + i] = v;
+          else
+            wt[(i * kTaps + t) * OCP + o] = v;
+        }
+    bias.assign(OCP, 0.0f);
+    if (b) {
+      const at::Tensor bc = b->contiguous();
+      std::copy(bc.data_ptr<float>(), bc.data_ptr<float>() + OCn, bias.begin());
+    }
+    taps = tap_offsets(ICn, Hp, Wp);
+  }
+
+  static std::vector<int32_t> tap_offsets(int64_t IC, int64_t Hp, int64_t Wp) {
+    std::vector<int32_t> taps(IC * kTaps);
+    for (int64_t i = 0; i < IC; ++i)
+      for (int64_t t = 0; t < kTaps; ++t)
+        taps[i * kTaps + t] = static_cast<int32_t>(i * Hp * Wp + (t / kKernel) * Wp + t % kKernel);
+    return taps;
+  }
+};
+
+inline void check_image_size(const char* op, int64_t IC, int64_t Hp, int64_t Wp) {
+  LF_CHECK(IC * Hp * Wp < (int64_t{1} << 31), op, "one padded image of ", IC, " x ", Hp, " x ",
+           Wp, " values is too large for 32-bit tap offsets; split the channels");
+}
+
+// Images per thread chunk: enough work (~2 MFLOP) to pay for waking a thread.
+inline int64_t conv_grain(const ConvShape& s) {
+  const int64_t flops = 2 * s.Ho * s.Wo * s.OC * s.IC * kTaps;
+  return std::max<int64_t>(1, 2000000 / std::max<int64_t>(flops, 1));
+}
+
+inline ConvForwardArgs forward_args(const ConvShape& s, const PackedConv& p, const float* x) {
+  ConvForwardArgs a{};
+  a.x = x;
+  a.wt = p.wt.data();
+  a.bias = p.bias.data();
+  a.taps = p.taps.data();
+  a.IC = s.IC;
+  a.H = s.H;
+  a.W = s.W;
+  a.OC = s.OC;
+  a.OCP = p.OCP;
+  a.pad = s.pad;
+  a.Ho = s.Ho;
+  a.Wo = s.Wo;
+  a.oc_tile = p.oc_tile;
+  return a;
+}
+
+}  // namespace cpu
+}  // namespace lenet_fast

@@ -1,0 +1,88 @@
+// The CPU kernel table: raw-pointer kernels compiled once per instruction set (isa_*.cpp) and
+// picked at run time by the CPU's features (dispatch.cpp). Nothing here depends on ATen, so the
+// same kernels serve the PyTorch ops and any C++ caller.
+//
+// Every kernel works on a half-open range of images [n0, n1) so that callers can split a batch
+// over threads; they never allocate, and any scratch they need is handed in by the caller.
+#pragma once
+
+#include <cstdint>
+
+namespace lenet_fast {
+namespace cpu {
+
+// 5x5 stride-1 convolution, optionally fused with bias + tanh + 2x2/2 average pooling.
+struct ConvForwardArgs {
+  const float* x;        // (N, IC, H, W) contiguous
+  const float* wt;       // (IC*25, OCP) packed: wt[(ic*25 + kh*5 + kw)*OCP + oc], zero for oc >= OC
+  const float* bias;     // (OCP) zero-padded, or nullptr for none
+  const int32_t* taps;   // (IC*25) offset of each tap into the padded image: ic*Hp*Wp + kh*Wp + kw
+  float* y;              // plain: (N, OC, Ho, Wo); fused: (N, OC, Ho/2, Wo/2)
+  float* act;            // fused only: tanh(conv + bias) as (N, OC, Ho, Wo), or nullptr to skip
+  int64_t IC, H, W, OC, OCP, pad, Ho, Wo;
+  int oc_tile;           // 8 or 16 output channels per register tile; OCP is a multiple of it
+  bool fused;
+};
+
+// Weight and bias gradients of the 5x5 convolution, accumulated over a range of images.
+struct ConvWeightGradArgs {
+  const float* grad;     // (N, OC, Ho, Wo): gradient at the convolution's output (before tanh/pool)
+  const float* x;        // (N, IC, H, W)
+  const int32_t* taps;   // as in ConvForwardArgs
+  int64_t IC, H, W, OC, OCP, pad, Ho, Wo;
+  int oc_tile;
+};
+
+// y = act(x W^T + b), x (N, K), W (J, K), b (J), y (N, J).
+struct LinearArgs {
+  const float* x;
+  const float* w;
+  const float* bias;     // may be nullptr
+  float* y;
+  int64_t K, J;
+  bool apply_tanh;
+};
+
+struct Kernels {
+  const char* isa;  // "avx2" or "baseline"
+
+  // scratch: IC*Hp*Wp floats (the zero-padded image); unused when pad == 0.
+  void (*conv_forward)(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scratch);
+  // Accumulates into dwt (IC*25, OCP) and db (OCP), which the caller zeroes.
+  // scratch: IC*Hp*Wp + Ho*Wo*OCP floats.
+  void (*conv_weight_grad)(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
+                           float* db, float* scratch);
+
+  void (*linear_forward)(const LinearArgs& a, int64_t n0, int64_t n1);
+  // dx (N, K) = g (N, J) W (J, K), rows [n0, n1).
+  void (*linear_backward_input)(const float* g, const float* w, float* dx, int64_t K, int64_t J,
+                                int64_t n0, int64_t n1);
+  // dw (J, K) = g^T x and db (J) = sum_n g, rows [j0, j1) of dw; every n in [0, N).
+  void (*linear_backward_weight)(const float* g, const float* x, float* dw, float* db, int64_t N,
+                                 int64_t K, int64_t J, int64_t j0, int64_t j1);
+
+  // Elementwise, over [i0, i1) of the flattened tensor.
+  void (*tanh_forward)(const float* x, float* y, int64_t i0, int64_t i1);
+  void (*tanh_backward)(const float* g, const float* y, float* dx, int64_t i0, int64_t i1);
+  // 2x2/2 average pooling over planes [p0, p1) of (planes, H, W) -> (planes, H/2, W/2).
+  void (*avg_pool_forward)(const float* x, float* y, int64_t H, int64_t W, int64_t p0, int64_t p1);
+  void (*avg_pool_backward)(const float* g, float* dx, int64_t H, int64_t W, int64_t p0,
+                            int64_t p1);
+  // Fused pool + tanh backward over planes [p0, p1): dpre (planes, H, W) from the pooled gradient
+  // (planes, H/2, W/2) and the saved activation (planes, H, W).
+  void (*tanh_pool_backward)(const float* g, const float* act, float* dpre, int64_t H, int64_t W,
+                             int64_t p0, int64_t p1);
+};
+
+// The kernel table for this CPU (the best ISA it supports, or the one LENET_FAST_CPU_ISA names).
+const Kernels& kernels();
+// Forces an ISA by name ("avx2", "baseline"); returns false if unknown or unsupported here.
+bool set_isa(const char* name);
+// ISAs compiled into this build and supported by this CPU, best first, comma-separated.
+const char* available_isas();
+
+const Kernels* kernels_baseline();
+const Kernels* kernels_avx2();  // nullptr where not compiled (non-x86)
+
+}  // namespace cpu
+}  // namespace lenet_fast

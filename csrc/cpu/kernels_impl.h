@@ -1,0 +1,475 @@
+// lenet_fast CPU kernels, written once and compiled once per ISA: csrc/cpu/isa_*.cpp include this
+// file inside a `#pragma GCC target` region and export the table through make_kernels().
+// Everything has internal linkage (see math.h for why).
+//
+// Layout strategy: activations stay NCHW (the ops' contract); inside a kernel the output channels
+// of a convolution are the vector lanes (8 or 16 per register tile), so one broadcast input value
+// feeds 8-16 FMAs and the packed weights (IC*25 x OCP, under 10 KB for LeNet) stay in L1.
+//
+//   conv_forward      direct convolution, R output pixels x OCT channels in registers;
+//                     the fused version takes the 4 pixels of each 2x2 pooling window as its rows
+//                     and applies bias, tanh and the average before anything is stored.
+//   conv_weight_grad  dW^T[k][oc] += sum_p x[p + tap k] g[p][oc], KB taps x OCT channels in registers.
+//   linear_*          register-tiled small GEMMs on the nn.Linear layouts, no weight packing.
+#pragma once
+
+#include "kernels.h"
+#include "simd.h"
+
+#define LF_INLINE inline __attribute__((always_inline))
+#define LF_UNROLL _Pragma("GCC unroll 16")
+
+namespace lenet_fast {
+namespace cpu {
+namespace {
+
+LF_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// ------------------------------------------------------------------------------------------------
+// Convolution forward
+
+// The zero-padded copy of one image, (IC, H, W) -> (IC, H + 2 pad, W + 2 pad), built in scratch;
+// with no padding the image itself is used.
+LF_INLINE const float* padded_image(const float* img, int64_t IC, int64_t H, int64_t W,
+                                    int64_t pad, float* scratch) {
+  if (pad == 0) return img;
+  const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad;
+  for (int64_t c = 0; c < IC; ++c) {
+    float* dst = scratch + c * Hp * Wp;
+    for (int64_t i = 0; i < pad * Wp; ++i) dst[i] = 0.0f;
+    for (int64_t yy = 0; yy < H; ++yy) {
+      float* row = dst + (yy + pad) * Wp;
+      const float* src = img + (c * H + yy) * W;
+      for (int64_t xx = 0; xx < pad; ++xx) row[xx] = 0.0f;
+      for (int64_t xx = 0; xx < W; ++xx) row[pad + xx] = src[xx];
+      for (int64_t xx = pad + W; xx < Wp; ++xx) row[xx] = 0.0f;
+    }
+    for (int64_t i = (pad + H) * Wp; i < Hp * Wp; ++i) dst[i] = 0.0f;
+  }
+  return scratch;
+}
+
+// acc[r][v] = sum_k base[r][taps[k]] * wt[k*OCP + 8v .. 8v+7]: R pixels x 8*NV channels.
+template <int R, int NV>
+LF_INLINE void conv_tile(const float* const (&base)[R], const int32_t* taps, int64_t K,
+                         const float* wt, int64_t OCP, v8f (&acc)[R][NV]) {
+  LF_UNROLL for (int r = 0; r < R; ++r) {
+    LF_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] = v8f{};
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    v8f wv[NV];
+    LF_UNROLL for (int v = 0; v < NV; ++v) wv[v] = load8(wt + k * OCP + 8 * v);
+    const int32_t o = taps[k];
+    LF_UNROLL for (int r = 0; r < R; ++r) {
+      const v8f xv = splat8(base[r][o]);
+      LF_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] += xv * wv[v];
+    }
+  }
+}
+
+// Stores the first `lanes` channels of v to out[c * plane_stride], c = 0, 1, ...
+LF_INLINE void store_lanes(float* out, int64_t plane_stride, v8f v, int64_t lanes) {
+  float tmp[8];
+  store8(tmp, v);
+  for (int64_t l = 0; l < lanes && l < 8; ++l) out[l * plane_stride] = tmp[l];
+}
+
+// Plain convolution + bias of pixels [p0, p1) of one image (or tanh of it into `act` when
+// `to_act`, for the pixels a fused kernel leaves out of its pooling windows).
+template <int NV, int R>
+void conv_pixels(const ConvForwardArgs& a, const float* xp, int64_t Wp, int64_t oc0, int64_t p0,
+                 int64_t p1, float* out, bool to_act) {
+  const int64_t K = a.IC * kTaps, P = a.Ho * a.Wo;
+  v8f bias[NV];
+  LF_UNROLL for (int v = 0; v < NV; ++v) bias[v] = a.bias ? load8(a.bias + oc0 + 8 * v) : v8f{};
+  int64_t py = p0 / a.Wo, px = p0 % a.Wo;  // (row, column) of pixel p, advanced without dividing
+  for (int64_t p = p0; p < p1; p += R) {
+    const float* base[R];
+    int64_t qy = py, qx = px;
+    LF_UNROLL for (int r = 0; r < R; ++r) {
+      base[r] = xp + qy * Wp + qx;
+      if (p + r + 1 < p1 && ++qx == a.Wo) {  // a short tail recomputes its last pixel
+        qx = 0;
+        ++qy;
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      if (++px == a.Wo) {
+        px = 0;
+        ++py;
+      }
+    }
+    v8f acc[R][NV];
+    conv_tile<R, NV>(base, a.taps, K, a.wt + oc0, a.OCP, acc);
+    for (int r = 0; r < R && p + r < p1; ++r) {
+      LF_UNROLL for (int v = 0; v < NV; ++v) {
+        v8f o = acc[r][v] + bias[v];
+        if (to_act) o = tanh8(o);
+        store_lanes(out + (oc0 + 8 * v) * P + p + r, P, o, a.OC - oc0 - 8 * v);
+      }
+    }
+  }
+}
+
+// Fused conv + bias + tanh + 2x2 average pool of one image: each tile is WPB pooling windows
+// (R = 4 WPB conv pixels) by 8*NV channels, and only the pooled value leaves the registers
+// (plus tanh itself when the caller keeps it for backward).
+template <int NV, int WPB>
+void conv_fused_image(const ConvForwardArgs& a, const float* xp, int64_t Wp, float* y, float* act) {
+  constexpr int R = 4 * WPB;
+  const int64_t K = a.IC * kTaps, Hq = a.Ho / 2, Wq = a.Wo / 2, P = a.Ho * a.Wo, Pq = Hq * Wq;
+  for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8 * NV) {
+    v8f bias[NV];
+    LF_UNROLL for (int v = 0; v < NV; ++v) bias[v] = a.bias ? load8(a.bias + oc0 + 8 * v) : v8f{};
+    for (int64_t qy = 0; qy < Hq; ++qy) {
+      for (int64_t qx0 = 0; qx0 < Wq; qx0 += WPB) {
+        const float* base[R];
+        LF_UNROLL for (int w = 0; w < WPB; ++w) {
+          const int64_t qx = min64(qx0 + w, Wq - 1);
+          LF_UNROLL for (int i = 0; i < 4; ++i)
+            base[4 * w + i] = xp + (2 * qy + i / 2) * Wp + 2 * qx + i % 2;
+        }
+        v8f acc[R][NV];
+        conv_tile<R, NV>(base, a.taps, K, a.wt + oc0, a.OCP, acc);
+        for (int w = 0; w < WPB && qx0 + w < Wq; ++w) {
+          const int64_t qx = qx0 + w;
+          LF_UNROLL for (int v = 0; v < NV; ++v) {
+            const int64_t lanes = a.OC - oc0 - 8 * v;
+            v8f t[4];
+            LF_UNROLL for (int i = 0; i < 4; ++i) t[i] = tanh8(acc[4 * w + i][v] + bias[v]);
+            const v8f pooled = (((t[0] + t[1]) + t[2]) + t[3]) * splat8(0.25f);  // as avg4()
+            store_lanes(y + (oc0 + 8 * v) * Pq + qy * Wq + qx, Pq, pooled, lanes);
+            if (act) {
+              LF_UNROLL for (int i = 0; i < 4; ++i) {
+                const int64_t pix = (2 * qy + i / 2) * a.Wo + 2 * qx + i % 2;
+                store_lanes(act + (oc0 + 8 * v) * P + pix, P, t[i], lanes);
+              }
+            }
+          }
+        }
+      }
+    }
+    if (act) {  // an odd last column / row lies outside every window; backward ignores it, but
+                // the saved activation is still tanh(conv) there
+      if (a.Wo % 2) {
+        for (int64_t yy = 0; yy < 2 * Hq; ++yy) {
+          const int64_t pix = yy * a.Wo + a.Wo - 1;
+          conv_pixels<NV, 1>(a, xp, Wp, oc0, pix, pix + 1, act, true);
+        }
+      }
+      if (a.Ho % 2) conv_pixels<NV, 1>(a, xp, Wp, oc0, (a.Ho - 1) * a.Wo, P, act, true);
+    }
+  }
+}
+
+template <int NV>
+void conv_forward_nv(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scratch) {
+  const int64_t Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, Pq = (a.Ho / 2) * (a.Wo / 2);
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* xp = padded_image(a.x + n * a.IC * a.H * a.W, a.IC, a.H, a.W, a.pad, scratch);
+    if (a.fused) {
+      // 8 accumulators either way: two windows of 8 channels, or one window of 16.
+      conv_fused_image<NV, NV == 1 ? 2 : 1>(a, xp, Wp, a.y + n * a.OC * Pq,
+                                            a.act ? a.act + n * a.OC * P : nullptr);
+    } else {
+      for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8 * NV)
+        conv_pixels<NV, NV == 1 ? 8 : 6>(a, xp, Wp, oc0, 0, P, a.y + n * a.OC * P, false);
+    }
+  }
+}
+
+void conv_forward(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scratch) {
+  if (a.oc_tile == 8)
+    conv_forward_nv<1>(a, n0, n1, scratch);
+  else
+    conv_forward_nv<2>(a, n0, n1, scratch);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Convolution weight gradient
+
+template <int NV, int KB>
+void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
+                         float* db, float* scratch) {
+  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, K = a.IC * kTaps;
+  float* gt = scratch + (a.pad ? a.IC * Hp * Wp : 0);  // (P, OCP): pixel-major, channels in lanes
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* xp = padded_image(a.x + n * a.IC * a.H * a.W, a.IC, a.H, a.W, a.pad, scratch);
+    const float* g = a.grad + n * a.OC * P;
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t oc = 0; oc < a.OCP; ++oc) gt[p * a.OCP + oc] = oc < a.OC ? g[oc * P + p] : 0.0f;
+    for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8) {
+      v8f s = v8f{};
+      for (int64_t p = 0; p < P; ++p) s += load8(gt + p * a.OCP + oc0);
+      store8(db + oc0, load8(db + oc0) + s);
+    }
+    for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8 * NV) {
+      for (int64_t k0 = 0; k0 < K; k0 += KB) {
+        int32_t tap[KB];
+        LF_UNROLL for (int i = 0; i < KB; ++i) tap[i] = a.taps[min64(k0 + i, K - 1)];
+        v8f acc[KB][NV];
+        LF_UNROLL for (int i = 0; i < KB; ++i) {
+          LF_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = v8f{};
+        }
+        for (int64_t yy = 0; yy < a.Ho; ++yy) {
+          const float* row = xp + yy * Wp;
+          const float* grow = gt + yy * a.Wo * a.OCP + oc0;
+          for (int64_t xx = 0; xx < a.Wo; ++xx) {
+            v8f gv[NV];
+            LF_UNROLL for (int v = 0; v < NV; ++v) gv[v] = load8(grow + xx * a.OCP + 8 * v);
+            LF_UNROLL for (int i = 0; i < KB; ++i) {
+              const v8f xv = splat8(row[tap[i] + xx]);
+              LF_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] += xv * gv[v];
+            }
+          }
+        }
+        for (int i = 0; i < KB && k0 + i < K; ++i) {
+          LF_UNROLL for (int v = 0; v < NV; ++v) {
+            float* d = dwt + (k0 + i) * a.OCP + oc0 + 8 * v;
+            store8(d, load8(d) + acc[i][v]);
+          }
+        }
+      }
+    }
+  }
+}
+
+void conv_weight_grad(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt, float* db,
+                      float* scratch) {
+  if (a.oc_tile == 8)
+    conv_weight_grad_nv<1, 8>(a, n0, n1, dwt, db, scratch);
+  else
+    conv_weight_grad_nv<2, 4>(a, n0, n1, dwt, db, scratch);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Linear layers, on nn.Linear's layouts: x (N, K), W (J, K), y (N, J).
+
+// out[r][c] = dot(x row r, W row c) over K: RN x RJ dot products, vectorised along K.
+template <int RN, int RJ>
+LF_INLINE void dot_tile(const float* const (&xr)[RN], const float* const (&wr)[RJ], int64_t K,
+                        float (&out)[RN][RJ]) {
+  v8f acc[RN][RJ];
+  LF_UNROLL for (int r = 0; r < RN; ++r) {
+    LF_UNROLL for (int c = 0; c < RJ; ++c) acc[r][c] = v8f{};
+  }
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    v8f xv[RN];
+    LF_UNROLL for (int r = 0; r < RN; ++r) xv[r] = load8(xr[r] + k);
+    LF_UNROLL for (int c = 0; c < RJ; ++c) {
+      const v8f wv = load8(wr[c] + k);
+      LF_UNROLL for (int r = 0; r < RN; ++r) acc[r][c] += xv[r] * wv;
+    }
+  }
+  LF_UNROLL for (int r = 0; r < RN; ++r) {
+    LF_UNROLL for (int c = 0; c < RJ; ++c) {
+      float s = hsum8(acc[r][c]);
+      for (int64_t kk = k; kk < K; ++kk) s += xr[r][kk] * wr[c][kk];
+      out[r][c] = s;
+    }
+  }
+}
+
+template <int RN, int RJ>
+LF_INLINE void linear_rows(const LinearArgs& a, int64_t n, int64_t j0) {
+  const float* xr[RN];
+  const float* wr[RJ];
+  LF_UNROLL for (int r = 0; r < RN; ++r) xr[r] = a.x + (n + r) * a.K;
+  LF_UNROLL for (int c = 0; c < RJ; ++c) wr[c] = a.w + min64(j0 + c, a.J - 1) * a.K;
+  float out[RN][RJ];
+  dot_tile<RN, RJ>(xr, wr, a.K, out);
+  for (int r = 0; r < RN; ++r) {
+    for (int c = 0; c < RJ && j0 + c < a.J; ++c) {
+      float v = out[r][c] + (a.bias ? a.bias[j0 + c] : 0.0f);
+      a.y[(n + r) * a.J + j0 + c] = a.apply_tanh ? tanh_f32(v) : v;
+    }
+  }
+}
+
+void linear_forward(const LinearArgs& a, int64_t n0, int64_t n1) {
+  constexpr int RN = 3, RJ = 4;  // 12 accumulators; W's 4 rows stay in L1 while x streams past
+  for (int64_t j0 = 0; j0 < a.J; j0 += RJ) {
+    int64_t n = n0;
+    for (; n + RN <= n1; n += RN) linear_rows<RN, RJ>(a, n, j0);
+    for (; n < n1; ++n) linear_rows<1, RJ>(a, n, j0);
+  }
+}
+
+// dx rows r of a tile: dx[n][k0 .. k0 + 8 NV) = sum_j g[n][j] W[j][k0 ..]
+template <int RN, int NV>
+LF_INLINE void dx_tile(const float* g, const float* w, float* dx, int64_t K, int64_t J, int64_t n,
+                       int64_t k0) {
+  v8f acc[RN][NV];
+  LF_UNROLL for (int r = 0; r < RN; ++r) {
+    LF_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] = v8f{};
+  }
+  for (int64_t j = 0; j < J; ++j) {
+    v8f wv[NV];
+    LF_UNROLL for (int v = 0; v < NV; ++v) wv[v] = load8(w + j * K + k0 + 8 * v);
+    LF_UNROLL for (int r = 0; r < RN; ++r) {
+      const v8f gv = splat8(g[(n + r) * J + j]);
+      LF_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] += gv * wv[v];
+    }
+  }
+  LF_UNROLL for (int r = 0; r < RN; ++r) {
+    LF_UNROLL for (int v = 0; v < NV; ++v) store8(dx + (n + r) * K + k0 + 8 * v, acc[r][v]);
+  }
+}
+
+template <int RN>
+LF_INLINE void dx_rows(const float* g, const float* w, float* dx, int64_t K, int64_t J, int64_t n) {
+  int64_t k0 = 0;
+  for (; k0 + 16 <= K; k0 += 16) dx_tile<RN, 2>(g, w, dx, K, J, n, k0);
+  for (; k0 + 8 <= K; k0 += 8) dx_tile<RN, 1>(g, w, dx, K, J, n, k0);
+  for (; k0 < K; ++k0) {
+    for (int r = 0; r < RN; ++r) {
+      float s = 0.0f;
+      for (int64_t j = 0; j < J; ++j) s += g[(n + r) * J + j] * w[j * K + k0];
+      dx[(n + r) * K + k0] = s;
+    }
+  }
+}
+
+void linear_backward_input(const float* g, const float* w, float* dx, int64_t K, int64_t J,
+                           int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) dx_rows<4>(g, w, dx, K, J, n);
+  for (; n < n1; ++n) dx_rows<1>(g, w, dx, K, J, n);
+}
+
+// dw[j .. j+RJ)[k0 .. k0 + 8 NV) += sum_{n in [nb, ne)} g[n][j] x[n][k0 ..]
+template <int RJ, int NV>
+LF_INLINE void dw_tile(const float* g, const float* x, float* dw, int64_t K, int64_t J, int64_t j,
+                       int64_t k0, int64_t nb, int64_t ne) {
+  v8f acc[RJ][NV];  // summed from zero, then added to dw: blocked summation keeps the error of a
+                    // long batch to that of one block
+  LF_UNROLL for (int c = 0; c < RJ; ++c) {
+    LF_UNROLL for (int v = 0; v < NV; ++v) acc[c][v] = v8f{};
+  }
+  for (int64_t n = nb; n < ne; ++n) {
+    v8f xv[NV];
+    LF_UNROLL for (int v = 0; v < NV; ++v) xv[v] = load8(x + n * K + k0 + 8 * v);
+    LF_UNROLL for (int c = 0; c < RJ; ++c) {
+      const v8f gv = splat8(g[n * J + j + c]);
+      LF_UNROLL for (int v = 0; v < NV; ++v) acc[c][v] += gv * xv[v];
+    }
+  }
+  LF_UNROLL for (int c = 0; c < RJ; ++c) {
+    LF_UNROLL for (int v = 0; v < NV; ++v) {
+      float* d = dw + (j + c) * K + k0 + 8 * v;
+      store8(d, load8(d) + acc[c][v]);
+    }
+  }
+}
+
+template <int RJ>
+LF_INLINE void dw_rows(const float* g, const float* x, float* dw, int64_t K, int64_t J, int64_t j,
+                       int64_t nb, int64_t ne) {
+  int64_t k0 = 0;
+  for (; k0 + 16 <= K; k0 += 16) dw_tile<RJ, 2>(g, x, dw, K, J, j, k0, nb, ne);
+  for (; k0 + 8 <= K; k0 += 8) dw_tile<RJ, 1>(g, x, dw, K, J, j, k0, nb, ne);
+  for (; k0 < K; ++k0) {
+    for (int c = 0; c < RJ; ++c) {
+      float s = 0.0f;
+      for (int64_t n = nb; n < ne; ++n) s += g[n * J + j + c] * x[n * K + k0];
+      dw[(j + c) * K + k0] += s;
+    }
+  }
+}
+
+void linear_backward_weight(const float* g, const float* x, float* dw, float* db, int64_t N,
+                            int64_t K, int64_t J, int64_t j0, int64_t j1) {
+  constexpr int64_t kRowBlock = 256;  // a block of x rows (<= 400 KB for fc1) stays in L2
+  for (int64_t j = j0; j < j1; ++j)
+    for (int64_t k = 0; k < K; ++k) dw[j * K + k] = 0.0f;
+  for (int64_t j = j0; j < j1; ++j) db[j] = 0.0f;
+  for (int64_t nb = 0; nb < N; nb += kRowBlock) {
+    const int64_t ne = min64(N, nb + kRowBlock);
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4) dw_rows<4>(g, x, dw, K, J, j, nb, ne);
+    for (; j < j1; ++j) dw_rows<1>(g, x, dw, K, J, j, nb, ne);
+    for (int64_t jj = j0; jj < j1; ++jj) {
+      float s = 0.0f;
+      for (int64_t n = nb; n < ne; ++n) s += g[n * J + jj];
+      db[jj] += s;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Elementwise and pooling
+
+void tanh_forward(const float* x, float* y, int64_t i0, int64_t i1) {
+  int64_t i = i0;
+  for (; i + 8 <= i1; i += 8) store8(y + i, tanh8(load8(x + i)));
+  for (; i < i1; ++i) y[i] = tanh_f32(x[i]);
+}
+
+void tanh_backward(const float* g, const float* y, float* dx, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) dx[i] = tanh_backward_f32(g[i], y[i]);
+}
+
+void avg_pool_forward(const float* x, float* y, int64_t H, int64_t W, int64_t p0, int64_t p1) {
+  const int64_t Hq = H / 2, Wq = W / 2;
+  for (int64_t p = p0; p < p1; ++p) {
+    const float* xp = x + p * H * W;
+    float* yp = y + p * Hq * Wq;
+    for (int64_t qy = 0; qy < Hq; ++qy) {
+      const float* r0 = xp + 2 * qy * W;
+      const float* r1 = r0 + W;
+      for (int64_t qx = 0; qx < Wq; ++qx)
+        yp[qy * Wq + qx] = avg4(r0[2 * qx], r0[2 * qx + 1], r1[2 * qx], r1[2 * qx + 1]);
+    }
+  }
+}
+
+void avg_pool_backward(const float* g, float* dx, int64_t H, int64_t W, int64_t p0, int64_t p1) {
+  const int64_t Hq = H / 2, Wq = W / 2;
+  for (int64_t p = p0; p < p1; ++p) {
+    for (int64_t yy = 0; yy < H; ++yy) {
+      for (int64_t xx = 0; xx < W; ++xx) {
+        const bool in = yy < 2 * Hq && xx < 2 * Wq;
+        dx[(p * H + yy) * W + xx] = in ? 0.25f * g[(p * Hq + yy / 2) * Wq + xx / 2] : 0.0f;
+      }
+    }
+  }
+}
+
+void tanh_pool_backward(const float* g, const float* act, float* dpre, int64_t H, int64_t W,
+                        int64_t p0, int64_t p1) {
+  const int64_t Hq = H / 2, Wq = W / 2;
+  for (int64_t p = p0; p < p1; ++p) {
+    for (int64_t yy = 0; yy < H; ++yy) {
+      for (int64_t xx = 0; xx < W; ++xx) {
+        const bool in = yy < 2 * Hq && xx < 2 * Wq;
+        const int64_t i = (p * H + yy) * W + xx;
+        const float gq = in ? g[(p * Hq + yy / 2) * Wq + xx / 2] : 0.0f;
+        dpre[i] = tanh_pool_backward_f32(gq, act[i], in);
+      }
+    }
+  }
+}
+
+Kernels make_kernels(const char* isa) {
+  Kernels k;
+  k.isa = isa;
+  k.conv_forward = conv_forward;
+  k.conv_weight_grad = conv_weight_grad;
+  k.linear_forward = linear_forward;
+  k.linear_backward_input = linear_backward_input;
+  k.linear_backward_weight = linear_backward_weight;
+  k.tanh_forward = tanh_forward;
+  k.tanh_backward = tanh_backward;
+  k.avg_pool_forward = avg_pool_forward;
+  k.avg_pool_backward = avg_pool_backward;
+  k.tanh_pool_backward = tanh_pool_backward;
+  return k;
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace lenet_fast
+
+#undef LF_INLINE
+#undef LF_UNROLL

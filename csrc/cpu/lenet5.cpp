@@ -1,0 +1,70 @@
+// lenet5_forward on the CPU: the whole network per block of images, so each thread carries a few
+// images through every layer while their activations (about 6 KB per image) are still in L1/L2,
+// and a batch of one costs one dispatch instead of five.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "../checks.h"
+#include "conv_pack.h"
+#include "kernels.h"
+
+namespace lenet_fast {
+namespace {
+
+constexpr int64_t kBlock = 16;  // images per pass through the layers
+
+at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                              const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& f1w,
+                              const at::Tensor& f1b, const at::Tensor& f2w, const at::Tensor& f2b,
+                              const at::Tensor& f3w, const at::Tensor& f3b, int64_t padding) {
+  const char* op = "lenet5_forward";
+  const Lenet5Shape s = check_lenet5(op, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding,
+                                     at::kCPU);
+  const int64_t N = s.c1.N;
+  at::Tensor y = at::empty({N, s.J3}, x.options());
+  if (N == 0) return y;
+  cpu::check_image_size(op, s.c1.IC, s.c1.H + 2 * padding, s.c1.W + 2 * padding);
+  cpu::check_image_size(op, s.c2.IC, s.c2.H, s.c2.W);
+
+  const at::Tensor xc = x.contiguous();
+  const at::Tensor f1wc = f1w.contiguous(), f1bc = f1b.contiguous(), f2wc = f2w.contiguous(),
+                   f2bc = f2b.contiguous(), f3wc = f3w.contiguous(), f3bc = f3b.contiguous();
+  const cpu::PackedConv p1(w1, &b1, false, s.c1.H + 2 * padding, s.c1.W + 2 * padding);
+  const cpu::PackedConv p2(w2, &b2, false, s.c2.H, s.c2.W);
+  const int64_t in1 = s.c1.IC * s.c1.H * s.c1.W;                 // floats per image at each stage
+  const int64_t out1 = s.c1.OC * (s.c1.Ho / 2) * (s.c1.Wo / 2);  // = conv2's input
+  const int64_t scratch = s.c1.IC * (s.c1.H + 2 * padding) * (s.c1.W + 2 * padding);
+
+  at::parallel_for(0, N, kBlock, [&](int64_t n0, int64_t n1) {
+    std::vector<float> a1(kBlock * out1), a2(kBlock * s.F), h1(kBlock * s.J1), h2(kBlock * s.J2);
+    std::vector<float> pad_buf(scratch);
+    const cpu::Kernels& k = cpu::kernels();
+    for (int64_t n = n0; n < n1; n += kBlock) {
+      const int64_t m = std::min(kBlock, n1 - n);
+      cpu::ConvForwardArgs c1 = cpu::forward_args(s.c1, p1, xc.data_ptr<float>() + n * in1);
+      c1.y = a1.data();
+      c1.fused = true;
+      k.conv_forward(c1, 0, m, pad_buf.data());
+      cpu::ConvForwardArgs c2 = cpu::forward_args(s.c2, p2, a1.data());
+      c2.y = a2.data();
+      c2.fused = true;
+      k.conv_forward(c2, 0, m, nullptr);  // conv2 is unpadded: no scratch
+      k.linear_forward({a2.data(), f1wc.data_ptr<float>(), f1bc.data_ptr<float>(), h1.data(),
+                        s.F, s.J1, true}, 0, m);
+      k.linear_forward({h1.data(), f2wc.data_ptr<float>(), f2bc.data_ptr<float>(), h2.data(),
+                        s.J1, s.J2, true}, 0, m);
+      k.linear_forward({h2.data(), f3wc.data_ptr<float>(), f3bc.data_ptr<float>(),
+                        y.data_ptr<float>() + n * s.J3, s.J2, s.J3, false}, 0, m);
+    }
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lenet_fast, CPU, m) { m.impl("lenet5_forward", &lenet5_forward_cpu); }
+
+}  // namespace lenet_fast

@@ -1,0 +1,91 @@
+// CPU implementations of the fully connected ops (nn.Linear layouts, optional fused tanh).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../checks.h"
+#include "kernels.h"
+
+namespace lenet_fast {
+namespace {
+
+at::Tensor linear_impl(const char* op, const at::Tensor& x, const at::Tensor& w,
+                       const at::Tensor& b, bool apply_tanh) {
+  check_linear(op, x, w, b, at::kCPU);
+  const int64_t K = w.size(1), J = w.size(0);
+  const at::Tensor x2 = x.reshape({-1, K}).contiguous();
+  const at::Tensor wc = w.contiguous(), bc = b.contiguous();
+  const int64_t N = x2.size(0);
+  at::Tensor y = at::empty({N, J}, x.options());
+  cpu::LinearArgs a{x2.data_ptr<float>(), wc.data_ptr<float>(), bc.data_ptr<float>(),
+                    y.data_ptr<float>(), K, J, apply_tanh};
+  const int64_t grain = std::max<int64_t>(1, 1000000 / std::max<int64_t>(2 * K * J, 1));
+  at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
+    cpu::kernels().linear_forward(a, n0, n1);
+  });
+  return y.view(linear_out_sizes(x, J));
+}
+
+at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return linear_impl("linear", x, w, b, false);
+}
+
+at::Tensor linear_tanh_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return linear_impl("linear_tanh", x, w, b, true);
+}
+
+at::Tensor linear_backward_input_cpu(const at::Tensor& grad, const at::Tensor& w) {
+  const char* op = "linear_backward_input";
+  check_float32(op, "grad", grad);
+  check_float32(op, "weight", w);
+  check_devices(op, at::kCPU, {{"grad", &grad}, {"weight", &w}});
+  check_dim(op, "weight", w, 2, "(out_features, in_features)");
+  LF_CHECK(grad.dim() >= 1 && grad.size(-1) == w.size(0), op,
+           "expected grad of shape (..., out_features = ", w.size(0), "), got ", grad.sizes());
+  const int64_t K = w.size(1), J = w.size(0);
+  const at::Tensor g2 = grad.reshape({-1, J}).contiguous(), wc = w.contiguous();
+  const int64_t N = g2.size(0);
+  at::Tensor dx = at::empty({N, K}, grad.options());
+  const int64_t grain = std::max<int64_t>(1, 1000000 / std::max<int64_t>(2 * K * J, 1));
+  at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
+    cpu::kernels().linear_backward_input(g2.data_ptr<float>(), wc.data_ptr<float>(),
+                                         dx.data_ptr<float>(), K, J, n0, n1);
+  });
+  return dx.view(linear_out_sizes(grad, K));
+}
+
+std::tuple<at::Tensor, at::Tensor> linear_backward_weight_cpu(const at::Tensor& grad,
+                                                              const at::Tensor& x) {
+  const char* op = "linear_backward_weight";
+  check_float32(op, "grad", grad);
+  check_float32(op, "x", x);
+  check_devices(op, at::kCPU, {{"grad", &grad}, {"x", &x}});
+  LF_CHECK(grad.dim() >= 1 && x.dim() == grad.dim() &&
+               x.sizes().slice(0, x.dim() - 1) == grad.sizes().slice(0, grad.dim() - 1),
+           op, "expected grad (..., out_features) and x (..., in_features) with the same leading "
+           "dimensions, got grad ", grad.sizes(), " and x ", x.sizes());
+  const int64_t K = x.size(-1), J = grad.size(-1);
+  const at::Tensor g2 = grad.reshape({-1, J}).contiguous(), x2 = x.reshape({-1, K}).contiguous();
+  const int64_t N = g2.size(0);
+  at::Tensor dw = at::empty({J, K}, x.options());
+  at::Tensor db = at::empty({J}, x.options());
+  // Split over output rows: each row of dW is summed by one thread in batch order (deterministic).
+  const int64_t grain = std::max<int64_t>(4, 1000000 / std::max<int64_t>(2 * K * N, 1));
+  at::parallel_for(0, J, grain, [&](int64_t j0, int64_t j1) {
+    cpu::kernels().linear_backward_weight(g2.data_ptr<float>(), x2.data_ptr<float>(),
+                                          dw.data_ptr<float>(), db.data_ptr<float>(), N, K, J, j0,
+                                          j1);
+  });
+  return {dw, db};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lenet_fast, CPU, m) {
+  m.impl("linear", &linear_cpu);
+  m.impl("linear_tanh", &linear_tanh_cpu);
+  m.impl("linear_backward_input", &linear_backward_input_cpu);
+  m.impl("linear_backward_weight", &linear_backward_weight_cpu);
+}
+
+}  // namespace lenet_fast

@@ -1,0 +1,39 @@
+// 8-wide float vectors through GCC/Clang vector extensions. Compiled under `#pragma GCC target`
+// in csrc/cpu/isa_avx2.cpp they become single AVX2 registers with FMA; in the baseline build they
+// become pairs of SSE registers. No intrinsics, so the same source serves every x86-64 level (and
+// other architectures, through the compiler's generic lowering).
+#pragma once
+
+#include "../math.h"
+
+namespace lenet_fast {
+namespace {
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+LF_HD v8f splat8(float s) { return v8f{} + s; }
+LF_HD v8f load8(const float* p) {
+  v8f v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+LF_HD void store8(float* p, v8f v) { __builtin_memcpy(p, &v, sizeof v); }
+LF_HD float hsum8(v8f v) {
+  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+// The vector twin of ScalarOps in math.h, so tanh_impl<> runs the identical polynomial.
+struct Vec8Ops {
+  using V = v8f;
+  LF_HD static v8f splat(float s) { return splat8(s); }
+  LF_HD static v8f pow2i(v8f n) {
+    const v8i bits = (__builtin_convertvector(n, v8i) + 127) << 23;
+    return __builtin_bit_cast(v8f, bits);
+  }
+};
+
+LF_HD v8f tanh8(v8f x) { return tanh_impl<Vec8Ops>(x); }
+
+}  // namespace
+}  // namespace lenet_fast

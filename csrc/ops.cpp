@@ -1,0 +1,44 @@
+// The schemas of every lenet_fast op, in one place. Device implementations are registered in
+// csrc/cpu/*.cpp and csrc/cuda/*.cu; fake kernels and autograd in lenet_fast/ops.py.
+//
+// All convolutions are 5x5 with stride 1; `padding` is symmetric zero padding in [0, 4].
+// Backward ops are ops too, so torch.compile sees them as opaque, fake-able calls.
+#include <torch/library.h>
+
+TORCH_LIBRARY(lenet_fast, m) {
+  // y = conv(x, weight) + bias: x (N, IC, H, W), weight (OC, IC, 5, 5), bias (OC) -> (N, OC, Ho, Wo)
+  m.def("conv5x5(Tensor x, Tensor weight, Tensor bias, int padding) -> Tensor");
+  // (avg_pool2x2(tanh(conv5x5(...))), tanh(conv5x5(...)) if save_act else an empty tensor)
+  m.def(
+      "conv5x5_tanh_pool(Tensor x, Tensor weight, Tensor bias, int padding, bool save_act) "
+      "-> (Tensor, Tensor)");
+  // dL/dx of conv5x5 from dL/dy (N, OC, Ho, Wo) -> (N, IC, Ho + 4 - 2 padding, ...)
+  m.def("conv5x5_backward_input(Tensor grad, Tensor weight, int padding) -> Tensor");
+  // (dL/dweight, dL/dbias) of conv5x5 from dL/dy and the input x
+  m.def("conv5x5_backward_weight(Tensor grad, Tensor x, int padding) -> (Tensor, Tensor)");
+  // dL/d(conv output) of the fused op: its pooled gradient back through the pool and tanh
+  m.def("tanh_pool_backward(Tensor grad, Tensor act) -> Tensor");
+
+  // 2x2 average pooling, stride 2, floor mode: (N, C, H, W) -> (N, C, H/2, W/2)
+  m.def("avg_pool2x2(Tensor x) -> Tensor");
+  m.def("avg_pool2x2_backward(Tensor grad, SymInt height, SymInt width) -> Tensor");
+  m.def("tanh(Tensor x) -> Tensor");
+  // grad * (1 - y^2) from the saved output y
+  m.def("tanh_backward(Tensor grad, Tensor y) -> Tensor");
+
+  // x (..., K), weight (J, K), bias (J) -> (..., J)
+  m.def("linear(Tensor x, Tensor weight, Tensor bias) -> Tensor");
+  m.def("linear_tanh(Tensor x, Tensor weight, Tensor bias) -> Tensor");
+  // dL/dx = grad @ weight, where grad is the gradient at the pre-activation
+  m.def("linear_backward_input(Tensor grad, Tensor weight) -> Tensor");
+  // (dL/dweight, dL/dbias) = (grad^T x, grad summed over rows)
+  m.def("linear_backward_weight(Tensor grad, Tensor x) -> (Tensor, Tensor)");
+
+  // The whole LeNet-5 forward in one call, for inference (no autograd): one dispatch instead of
+  // five, and on the CPU each thread carries a few images through every layer while they are in
+  // cache. x (N, 1, S, S) -> logits (N, classes).
+  m.def(
+      "lenet5_forward(Tensor x, Tensor conv1_weight, Tensor conv1_bias, Tensor conv2_weight, "
+      "Tensor conv2_bias, Tensor fc1_weight, Tensor fc1_bias, Tensor fc2_weight, Tensor fc2_bias, "
+      "Tensor fc3_weight, Tensor fc3_bias, int conv1_padding) -> Tensor");
+}

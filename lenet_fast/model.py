@@ -1,0 +1,64 @@
+"""lenet_fast.LeNet5: a drop-in for the tutorial's LeNet-5 that runs on the lenet_fast kernels.
+
+The parameters live in ordinary nn.Conv2d / nn.Linear modules built in the stock order, so the
+names, shapes, default initialisation (same values under the same seed) and state_dicts are the
+stock model's; only forward() differs, calling the fused ops:
+
+    conv5x5_tanh_pool(conv1) -> conv5x5_tanh_pool(conv2) -> flatten
+    -> linear_tanh(fc1) -> linear_tanh(fc2) -> linear(fc3)
+
+When autograd has nothing to record (torch.no_grad(), inference_mode(), or parameters and input
+that do not require grad), forward() makes a single lenet5_forward call instead.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from . import ops
+
+_PADDING = {28: 2, 32: 0}  # the tutorial's Fashion-MNIST input, and LeNet-5's classic 32x32
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 on the lenet_fast kernels.
+
+    Args:
+        input_size: 28 (default; the tutorial's Fashion-MNIST model, conv1 padded by 2) or 32
+            (the classic LeNet-5 table: conv1 unpadded, and fc1 then acts as the C5 layer).
+        num_classes: outputs of fc3.
+    """
+
+    def __init__(self, input_size: int = 28, num_classes: int = 10):
+        super().__init__()
+        if input_size not in _PADDING:
+            raise ValueError(f"LeNet5: input_size must be 28 or 32, got {input_size}")
+        self.input_size = input_size
+        self.conv1 = nn.Conv2d(1, 6, kernel_size=5, stride=1, padding=_PADDING[input_size])
+        self.pool1 = nn.AvgPool2d(kernel_size=2, stride=2)
+        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
+        self.pool2 = nn.AvgPool2d(kernel_size=2, stride=2)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.input_size
+        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != s or x.shape[3] != s:
+            raise ValueError(
+                f"LeNet5(input_size={s}) expects input of shape (N, 1, {s}, {s}), got {tuple(x.shape)}"
+            )
+        params = [self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias,
+                  self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias,
+                  self.fc3.weight, self.fc3.bias]
+        if not ops._needs_grad(x, *params):
+            return ops.lenet5_forward(x, params, self.conv1.padding[0])
+        x = ops.conv5x5_tanh_pool(x, self.conv1.weight, self.conv1.bias, self.conv1.padding[0])
+        x = ops.conv5x5_tanh_pool(x, self.conv2.weight, self.conv2.bias, 0)
+        x = x.flatten(1)
+        x = ops.linear_tanh(x, self.fc1.weight, self.fc1.bias)
+        x = ops.linear_tanh(x, self.fc2.weight, self.fc2.bias)
+        return ops.linear(x, self.fc3.weight, self.fc3.bias)
+
+    def extra_repr(self) -> str:
+        return f"input_size={self.input_size}"

@@ -1,0 +1,267 @@
+"""The lenet_fast custom ops: fake (meta) kernels and autograd, registered through torch.library,
+plus the Python entry points the model calls.
+
+The schemas live in csrc/ops.cpp; the CPU and CUDA kernels register themselves when the extension
+library loads. Every forward op has autograd here; backward ops are ops too (with fake kernels),
+so `torch.compile(fullgraph=True)` traces the whole training step without graph breaks.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import _C  # noqa: F401  (loading the library registers the ops)
+
+ops = torch.ops.lenet_fast
+KERNEL = 5
+
+
+def _conv_extent(size, padding):
+    return size + 2 * padding - (KERNEL - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fake kernels: output metadata only (every real kernel returns contiguous tensors).
+
+
+@torch.library.register_fake("lenet_fast::conv5x5")
+def _(x, weight, bias, padding):
+    n, _, h, w = x.shape
+    return x.new_empty((n, weight.shape[0], _conv_extent(h, padding), _conv_extent(w, padding)))
+
+
+@torch.library.register_fake("lenet_fast::conv5x5_tanh_pool")
+def _(x, weight, bias, padding, save_act):
+    n, _, h, w = x.shape
+    ho, wo = _conv_extent(h, padding), _conv_extent(w, padding)
+    y = x.new_empty((n, weight.shape[0], ho // 2, wo // 2))
+    act = x.new_empty((n, weight.shape[0], ho, wo)) if save_act else x.new_empty((0,))
+    return y, act
+
+
+@torch.library.register_fake("lenet_fast::conv5x5_backward_input")
+def _(grad, weight, padding):
+    n, _, ho, wo = grad.shape
+    pad = KERNEL - 1 - padding
+    return grad.new_empty((n, weight.shape[1], _conv_extent(ho, pad), _conv_extent(wo, pad)))
+
+
+@torch.library.register_fake("lenet_fast::conv5x5_backward_weight")
+def _(grad, x, padding):
+    oc, ic = grad.shape[1], x.shape[1]
+    return x.new_empty((oc, ic, KERNEL, KERNEL)), x.new_empty((oc,))
+
+
+@torch.library.register_fake("lenet_fast::tanh_pool_backward")
+def _(grad, act):
+    return torch.empty_like(act, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("lenet_fast::avg_pool2x2")
+def _(x):
+    n, c, h, w = x.shape
+    return x.new_empty((n, c, h // 2, w // 2))
+
+
+@torch.library.register_fake("lenet_fast::avg_pool2x2_backward")
+def _(grad, height, width):
+    return grad.new_empty((grad.shape[0], grad.shape[1], height, width))
+
+
+@torch.library.register_fake("lenet_fast::tanh")
+def _(x):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("lenet_fast::tanh_backward")
+def _(grad, y):
+    return torch.empty_like(y, memory_format=torch.contiguous_format)
+
+
+def _linear_fake(x, weight, bias):
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+torch.library.register_fake("lenet_fast::linear")(_linear_fake)
+torch.library.register_fake("lenet_fast::linear_tanh")(_linear_fake)
+
+
+@torch.library.register_fake("lenet_fast::linear_backward_input")
+def _(grad, weight):
+    return grad.new_empty((*grad.shape[:-1], weight.shape[1]))
+
+
+@torch.library.register_fake("lenet_fast::linear_backward_weight")
+def _(grad, x):
+    return x.new_empty((grad.shape[-1], x.shape[-1])), x.new_empty((grad.shape[-1],))
+
+
+@torch.library.register_fake("lenet_fast::lenet5_forward")
+def _(x, *params_and_padding):
+    fc3_weight = params_and_padding[8]
+    return x.new_empty((x.shape[0], fc3_weight.shape[0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Autograd. setup_context keeps only what the needed gradients use.
+
+
+def _conv_grads(ctx, grad_pre, x, weight):
+    """(dx, dweight, dbias) of a 5x5 convolution from the gradient at its output."""
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    dx = ops.conv5x5_backward_input(grad_pre, weight, ctx.padding) if need_x else None
+    dw = db = None
+    if need_w or need_b:
+        dw, db = ops.conv5x5_backward_weight(grad_pre, x, ctx.padding)
+    return dx, (dw if need_w else None), (db if need_b else None)
+
+
+def _conv5x5_setup(ctx, inputs, output):
+    x, weight, _, padding = inputs
+    ctx.padding = padding
+    need_x, need_w = ctx.needs_input_grad[:2]
+    ctx.save_for_backward(x if need_w else None, weight if need_x else None)
+
+
+def _conv5x5_backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    return (*_conv_grads(ctx, grad, x, weight), None)
+
+
+torch.library.register_autograd("lenet_fast::conv5x5", _conv5x5_backward, setup_context=_conv5x5_setup)
+
+
+def _conv_tanh_pool_setup(ctx, inputs, output):
+    x, weight, bias, padding, save_act = inputs
+    ctx.padding = padding
+    ctx.set_materialize_grads(False)
+    need_x, need_w = ctx.needs_input_grad[:2]
+    ctx.recompute = not save_act
+    if save_act:
+        ctx.save_for_backward(x if need_w else None, weight if need_x else None, output[1])
+    else:  # called without the activation kept: backward recomputes it from the inputs
+        ctx.save_for_backward(x, weight, bias)
+
+
+def _conv_tanh_pool_backward(ctx, grad_y, grad_act):
+    if ctx.recompute:
+        x, weight, bias = ctx.saved_tensors
+        act = ops.tanh(ops.conv5x5(x, weight, bias, ctx.padding))
+    else:
+        x, weight, act = ctx.saved_tensors
+    grad_pre = None
+    if grad_y is not None:
+        grad_pre = ops.tanh_pool_backward(grad_y, act)
+    if grad_act is not None and not ctx.recompute:  # the activation output was used too
+        # (with save_act=False that output is empty, and so is any gradient for it)
+        extra = ops.tanh_backward(grad_act, act)
+        grad_pre = extra if grad_pre is None else grad_pre + extra
+    if grad_pre is None:
+        return None, None, None, None, None
+    return (*_conv_grads(ctx, grad_pre, x, weight), None, None)
+
+
+torch.library.register_autograd(
+    "lenet_fast::conv5x5_tanh_pool", _conv_tanh_pool_backward, setup_context=_conv_tanh_pool_setup
+)
+
+
+def _avg_pool_setup(ctx, inputs, output):
+    (x,) = inputs
+    ctx.height, ctx.width = x.shape[2], x.shape[3]
+
+
+def _avg_pool_backward(ctx, grad):
+    return ops.avg_pool2x2_backward(grad, ctx.height, ctx.width)
+
+
+torch.library.register_autograd("lenet_fast::avg_pool2x2", _avg_pool_backward, setup_context=_avg_pool_setup)
+
+
+def _tanh_setup(ctx, inputs, output):
+    ctx.save_for_backward(output)
+
+
+def _tanh_backward(ctx, grad):
+    (y,) = ctx.saved_tensors
+    return ops.tanh_backward(grad, y)
+
+
+torch.library.register_autograd("lenet_fast::tanh", _tanh_backward, setup_context=_tanh_setup)
+
+
+def _linear_setup(ctx, inputs, output):
+    x, weight, _ = inputs
+    need_x, need_w = ctx.needs_input_grad[:2]
+    ctx.save_for_backward(x if need_w else None, weight if need_x else None, None)
+
+
+def _linear_tanh_setup(ctx, inputs, output):
+    x, weight, _ = inputs
+    need_x, need_w = ctx.needs_input_grad[:2]
+    ctx.save_for_backward(x if need_w else None, weight if need_x else None, output)
+
+
+def _linear_backward(ctx, grad):
+    x, weight, y = ctx.saved_tensors
+    grad_pre = grad if y is None else ops.tanh_backward(grad, y)
+    need_x, need_w, need_b = ctx.needs_input_grad
+    dx = ops.linear_backward_input(grad_pre, weight) if need_x else None
+    dw = db = None
+    if need_w or need_b:
+        dw, db = ops.linear_backward_weight(grad_pre, x)
+    return dx, (dw if need_w else None), (db if need_b else None)
+
+
+torch.library.register_autograd("lenet_fast::linear", _linear_backward, setup_context=_linear_setup)
+torch.library.register_autograd("lenet_fast::linear_tanh", _linear_backward, setup_context=_linear_tanh_setup)
+
+
+# ---------------------------------------------------------------------------------------------
+# Python entry points
+
+
+def conv5x5(x: Tensor, weight: Tensor, bias: Tensor, padding: int = 0) -> Tensor:
+    """conv2d(x, weight, bias, stride=1, padding) for a 5x5 weight, float32."""
+    return ops.conv5x5(x, weight, bias, padding)
+
+
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def conv5x5_tanh_pool(x: Tensor, weight: Tensor, bias: Tensor, padding: int = 0) -> Tensor:
+    """avg_pool2d(tanh(conv2d(x, weight, bias, padding=padding)), 2) in one kernel.
+
+    The full-resolution activation is written only when autograd will need it.
+    """
+    y, _ = ops.conv5x5_tanh_pool(x, weight, bias, padding, _needs_grad(x, weight, bias))
+    return y
+
+
+def avg_pool2x2(x: Tensor) -> Tensor:
+    """avg_pool2d(x, kernel_size=2, stride=2) for (N, C, H, W) float32."""
+    return ops.avg_pool2x2(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    """torch.tanh for float32, with the backward from the saved output."""
+    return ops.tanh(x)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """F.linear(x, weight, bias) for float32."""
+    return ops.linear(x, weight, bias)
+
+
+def linear_tanh(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """torch.tanh(F.linear(x, weight, bias)) in one kernel."""
+    return ops.linear_tanh(x, weight, bias)
+
+
+def lenet5_forward(x: Tensor, params: list[Tensor], conv1_padding: int) -> Tensor:
+    """The whole LeNet-5 forward in one op (inference only: it has no autograd).
+
+    params: conv1.weight, conv1.bias, conv2.weight, conv2.bias, fc1.weight, ..., fc3.bias.
+    """
+    return ops.lenet5_forward(x, *params, conv1_padding)

@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+import lenet_fast
+from lenet_fast import _C
+
+CUDA = lenet_fast.cuda_available()
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not CUDA, reason="no CUDA GPU with a CUDA build of lenet_fast")]),
+]
+# Every CPU kernel variant compiled in and runnable here (e.g. "avx2", "baseline").
+CPU_ISAS = _C.cpu_isas().split(",")
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+@pytest.fixture(params=CPU_ISAS)
+def cpu_isa(request):
+    """Runs a test once per CPU kernel variant; restores the default afterwards."""
+    before = _C.cpu_isa()
+    _C.set_cpu_isa(request.param)
+    yield request.param
+    _C.set_cpu_isa(before)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
