@@ -34,7 +34,7 @@ at::Tensor conv5x5_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   const at::Tensor xc = x.contiguous();
   at::Tensor y = at::empty({s.N, s.OC, s.Ho, s.Wo}, x.options());
   if (s.N == 0) return y;
-  const PackedConv p(w, &b, false, s.H + 2 * padding, s.W + 2 * padding);
+  const PackedConv p(w, b, s.H + 2 * padding, s.W + 2 * padding);
   cpu::ConvForwardArgs a = forward_args(s, p, xc.data_ptr<float>());
   a.y = y.data_ptr<float>();
   run_conv_forward(a, s.N, conv_grain(s));
@@ -54,7 +54,7 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_cpu(const at::Tensor& x, co
   at::Tensor act = save_act ? at::empty({s.N, s.OC, s.Ho, s.Wo}, x.options())
                             : at::empty({0}, x.options());
   if (s.N == 0) return {y, act};
-  const PackedConv p(w, &b, false, s.H + 2 * padding, s.W + 2 * padding);
+  const PackedConv p(w, b, s.H + 2 * padding, s.W + 2 * padding);
   cpu::ConvForwardArgs a = forward_args(s, p, xc.data_ptr<float>());
   a.y = y.data_ptr<float>();
   a.act = save_act ? act.data_ptr<float>() : nullptr;
@@ -73,22 +73,22 @@ at::Tensor conv5x5_backward_input_cpu(const at::Tensor& grad, const at::Tensor& 
   check_padding(op, padding);
   LF_CHECK(grad.size(1) == w.size(0), op, "expected grad with ", w.size(0),
            " channels to match weight ", w.sizes(), ", got grad ", grad.sizes());
-  // The input gradient is a convolution of grad with the rotated, transposed weights.
-  const int64_t pad = kMaxPad - padding;
-  ConvShape s{grad.size(0), w.size(0), grad.size(2), grad.size(3), w.size(1), pad, 0, 0};
-  s.Ho = conv_out_extent(s.H, pad);
-  s.Wo = conv_out_extent(s.W, pad);
-  LF_CHECK(s.Ho >= 1 && s.Wo >= 1, op, "expected grad of at least ", 1 + 2 * padding, "x",
+  const int64_t N = grad.size(0), OC = w.size(0), IC = w.size(1), Ho = grad.size(2),
+                Wo = grad.size(3);
+  const int64_t H = Ho + kMaxPad - 2 * padding, W = Wo + kMaxPad - 2 * padding;
+  LF_CHECK(H >= 1 && W >= 1, op, "expected grad of at least ", 1 + 2 * padding, "x",
            1 + 2 * padding, " with padding ", padding, ", got grad ", grad.sizes());
-  check_image_size(op, s.IC, s.H + 2 * pad, s.W + 2 * pad);
-  const at::Tensor gc = grad.contiguous();
-  at::Tensor dx = at::empty({s.N, s.OC, s.Ho, s.Wo}, grad.options());
-  if (s.N == 0) return dx;
-  const PackedConv p(w, nullptr, true, s.H + 2 * pad, s.W + 2 * pad);
-  cpu::ConvForwardArgs a = forward_args(s, p, gc.data_ptr<float>());
-  a.bias = nullptr;
-  a.y = dx.data_ptr<float>();
-  run_conv_forward(a, s.N, conv_grain(s));
+  at::Tensor dx = at::empty({N, IC, H, W}, grad.options());
+  if (N == 0) return dx;
+  const at::Tensor gc = grad.contiguous(), wc = w.contiguous();
+  const cpu::ConvInputGradArgs a{gc.data_ptr<float>(), wc.data_ptr<float>(), dx.data_ptr<float>(),
+                                 IC, H, W, OC, padding, Ho, Wo};
+  const int64_t scratch = cpu::conv_input_grad_scratch(a);
+  const int64_t grain = std::max<int64_t>(1, 2000000 / std::max<int64_t>(2 * Ho * Wo * OC * IC * kTaps, 1));
+  at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
+    std::vector<float> buf(scratch);
+    cpu::kernels().conv_input_grad(a, n0, n1, buf.data());
+  });
   return dx;
 }
 

@@ -14,39 +14,25 @@ namespace cpu {
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// Weights packed for the kernels: (ICn*25, OCP), output channels in the vector lanes, zero-padded.
-// With `flip`, packs the weights of the input gradient instead: channels swapped and the 5x5
-// kernel rotated by 180 degrees, since dL/dx = conv(dL/dy, rot180(W)^T, padding 4 - p).
+// Weights packed for the kernels: (IC*25, OCP), output channels in the vector lanes, zero-padded.
 struct PackedConv {
   std::vector<float> wt, bias;
   std::vector<int32_t> taps;
-  int64_t OCn, ICn, OCP;
+  int64_t OCP;
   int oc_tile;
 
-  PackedConv(const at::Tensor& w, const at::Tensor* b, bool flip, int64_t Hp, int64_t Wp) {
-    const at::Tensor wc = w.contiguous();
+  PackedConv(const at::Tensor& w, const at::Tensor& b, int64_t Hp, int64_t Wp) {
+    const at::Tensor wc = w.contiguous(), bc = b.contiguous();
     const float* src = wc.data_ptr<float>();
     const int64_t OC = w.size(0), IC = w.size(1);
-    OCn = flip ? IC : OC;
-    ICn = flip ? OC : IC;
-    oc_tile = OCn <= 8 ? 8 : 16;
-    OCP = round_up(OCn, oc_tile);
-    wt.assign(ICn * kTaps * OCP, 0.0f);
+    oc_tile = OC <= 8 ? 8 : 16;
+    OCP = round_up(OC, oc_tile);
+    wt.assign(IC * kTaps * OCP, 0.0f);
     for (int64_t o = 0; o < OC; ++o)
-      for (int64_t i = 0; i < IC; ++i)
-        for (int64_t t = 0; t < kTaps; ++t) {
-          const float v = src[(o * IC + i) * kTaps + t];
-          if (flip)
-            wt[(o * kTaps + (kTaps - 1 - t)) * OCP + i] = v;
-          else
-            wt[(i * kTaps + t) * OCP + o] = v;
-        }
+      for (int64_t k = 0; k < IC * kTaps; ++k) wt[k * OCP + o] = src[o * IC * kTaps + k];
     bias.assign(OCP, 0.0f);
-    if (b) {
-      const at::Tensor bc = b->contiguous();
-      std::copy(bc.data_ptr<float>(), bc.data_ptr<float>() + OCn, bias.begin());
-    }
-    taps = tap_offsets(ICn, Hp, Wp);
+    std::copy(bc.data_ptr<float>(), bc.data_ptr<float>() + OC, bias.begin());
+    taps = tap_offsets(IC, Hp, Wp);
   }
 
   static std::vector<int32_t> tap_offsets(int64_t IC, int64_t Hp, int64_t Wp) {

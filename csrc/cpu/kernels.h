@@ -33,6 +33,14 @@ struct ConvWeightGradArgs {
   int oc_tile;
 };
 
+// Input gradient of the 5x5 convolution.
+struct ConvInputGradArgs {
+  const float* grad;     // (N, OC, Ho, Wo): gradient at the convolution's output
+  const float* w;        // (OC, IC, 5, 5) contiguous
+  float* dx;             // (N, IC, H, W), H = Ho + 4 - 2 pad
+  int64_t IC, H, W, OC, pad, Ho, Wo;
+};
+
 // y = act(x W^T + b), x (N, K), W (J, K), b (J), y (N, J).
 struct LinearArgs {
   const float* x;
@@ -52,6 +60,9 @@ struct Kernels {
   // scratch: IC*Hp*Wp + Ho*Wo*OCP floats.
   void (*conv_weight_grad)(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
                            float* db, float* scratch);
+
+  // scratch: conv_input_grad_scratch(a) floats.
+  void (*conv_input_grad)(const ConvInputGradArgs& a, int64_t n0, int64_t n1, float* scratch);
 
   void (*linear_forward)(const LinearArgs& a, int64_t n0, int64_t n1);
   // dx (N, K) = g (N, J) W (J, K), rows [n0, n1).
@@ -73,6 +84,13 @@ struct Kernels {
   void (*tanh_pool_backward)(const float* g, const float* act, float* dpre, int64_t H, int64_t W,
                              int64_t p0, int64_t p1);
 };
+
+// Scratch floats conv_input_grad needs per thread: the output gradient with its pixel rows padded
+// to 16, the (IC*25, P) tap-by-pixel products, and the padded input gradient.
+inline int64_t conv_input_grad_scratch(const ConvInputGradArgs& a) {
+  const int64_t PP = (a.Ho * a.Wo + 15) / 16 * 16;
+  return a.OC * PP + a.IC * 25 * PP + a.IC * (a.H + 2 * a.pad) * (a.W + 2 * a.pad);
+}
 
 // The kernel table for this CPU (the best ISA it supports, or the one LENET_FAST_CPU_ISA names).
 const Kernels& kernels();

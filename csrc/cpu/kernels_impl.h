@@ -10,6 +10,8 @@
 //                     the fused version takes the 4 pixels of each 2x2 pooling window as its rows
 //                     and applies bias, tanh and the average before anything is stored.
 //   conv_weight_grad  dW^T[k][oc] += sum_p x[p + tap k] g[p][oc], KB taps x OCT channels in registers.
+//   conv_input_grad   T[k][p] = sum_oc W[oc][k] g[oc][p] vectorised over pixels (no zero padding
+//                     multiplied, unlike a "full" convolution), then col2im row by row.
 //   linear_*          register-tiled small GEMMs on the nn.Linear layouts, no weight packing.
 #pragma once
 
@@ -243,6 +245,65 @@ void conv_weight_grad(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float
 }
 
 // ------------------------------------------------------------------------------------------------
+// Convolution input gradient
+
+// T[k0 + r][p0 .. p0 + 16) = sum_oc W[oc][k0 + r] gp[oc][p0 ..], for KR taps at once.
+template <int KR>
+LF_INLINE void tap_pixel_tile(const float* w, const float* gp, float* t, int64_t OC, int64_t K,
+                              int64_t PP, int64_t k0, int64_t p0) {
+  int64_t kk[KR];
+  LF_UNROLL for (int r = 0; r < KR; ++r) kk[r] = min64(k0 + r, K - 1);
+  v8f acc[KR][2];
+  LF_UNROLL for (int r = 0; r < KR; ++r) acc[r][0] = acc[r][1] = v8f{};
+  for (int64_t oc = 0; oc < OC; ++oc) {
+    const v8f g0 = load8(gp + oc * PP + p0), g1 = load8(gp + oc * PP + p0 + 8);
+    LF_UNROLL for (int r = 0; r < KR; ++r) {
+      const v8f wb = splat8(w[oc * K + kk[r]]);
+      acc[r][0] += wb * g0;
+      acc[r][1] += wb * g1;
+    }
+  }
+  for (int r = 0; r < KR && k0 + r < K; ++r) {
+    store8(t + (k0 + r) * PP + p0, acc[r][0]);
+    store8(t + (k0 + r) * PP + p0 + 8, acc[r][1]);
+  }
+}
+
+void conv_input_grad(const ConvInputGradArgs& a, int64_t n0, int64_t n1, float* scratch) {
+  constexpr int KR = 4;  // 4 taps x 16 pixels: 8 accumulators
+  const int64_t P = a.Ho * a.Wo, PP = (P + 15) / 16 * 16, K = a.IC * kTaps;
+  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad;
+  float* gp = scratch;        // (OC, PP): grad with zeroed pixel tails, so tiles need no masks
+  float* t = gp + a.OC * PP;  // (K, PP)
+  float* dxp = t + K * PP;    // (IC, Hp, Wp): the gradient of the padded input
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* g = a.grad + n * a.OC * P;
+    for (int64_t oc = 0; oc < a.OC; ++oc)
+      for (int64_t p = 0; p < PP; ++p) gp[oc * PP + p] = p < P ? g[oc * P + p] : 0.0f;
+    for (int64_t k0 = 0; k0 < K; k0 += KR)
+      for (int64_t p0 = 0; p0 < PP; p0 += 16) tap_pixel_tile<KR>(a.w, gp, t, a.OC, K, PP, k0, p0);
+    // col2im: tap (ic, kh, kw) of output pixel (y, x) lands on padded input (y + kh, x + kw).
+    float* out = a.dx + n * a.IC * a.H * a.W;
+    float* d = a.pad ? dxp : out;
+    for (int64_t i = 0; i < a.IC * Hp * Wp; ++i) d[i] = 0.0f;
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t ic = k / kTaps, kh = (k % kTaps) / kKernel, kw = k % kKernel;
+      for (int64_t yy = 0; yy < a.Ho; ++yy) {
+        float* drow = d + (ic * Hp + yy + kh) * Wp + kw;
+        const float* trow = t + k * PP + yy * a.Wo;
+        for (int64_t xx = 0; xx < a.Wo; ++xx) drow[xx] += trow[xx];
+      }
+    }
+    if (a.pad) {  // crop the padding the forward added
+      for (int64_t ic = 0; ic < a.IC; ++ic)
+        for (int64_t yy = 0; yy < a.H; ++yy)
+          for (int64_t xx = 0; xx < a.W; ++xx)
+            out[(ic * a.H + yy) * a.W + xx] = d[(ic * Hp + yy + a.pad) * Wp + xx + a.pad];
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
 // Linear layers, on nn.Linear's layouts: x (N, K), W (J, K), y (N, J).
 
 // out[r][c] = dot(x row r, W row c) over K: RN x RJ dot products, vectorised along K.
@@ -424,31 +485,53 @@ void avg_pool_forward(const float* x, float* y, int64_t H, int64_t W, int64_t p0
   }
 }
 
-void avg_pool_backward(const float* g, float* dx, int64_t H, int64_t W, int64_t p0, int64_t p1) {
+// dx (planes, H, W) from g (planes, H/2, W/2): each pooled gradient spread to its 2x2 window,
+// times tanh's derivative from the saved activation when act is given. Rows are walked in pairs so
+// the inner loop has no division or branch; an odd last row / column gets 0.
+LF_INLINE void pool_backward_planes(const float* g, const float* act, float* dx, int64_t H,
+                                    int64_t W, int64_t p0, int64_t p1) {
   const int64_t Hq = H / 2, Wq = W / 2;
   for (int64_t p = p0; p < p1; ++p) {
     for (int64_t yy = 0; yy < H; ++yy) {
-      for (int64_t xx = 0; xx < W; ++xx) {
-        const bool in = yy < 2 * Hq && xx < 2 * Wq;
-        dx[(p * H + yy) * W + xx] = in ? 0.25f * g[(p * Hq + yy / 2) * Wq + xx / 2] : 0.0f;
+      float* d = dx + (p * H + yy) * W;
+      const float* a = act ? act + (p * H + yy) * W : nullptr;
+      if (yy >= 2 * Hq) {
+        for (int64_t xx = 0; xx < W; ++xx) d[xx] = 0.0f;
+        continue;
       }
+      const float* gr = g + (p * Hq + yy / 2) * Wq;
+      int64_t qx = 0;
+      for (; qx + 4 <= Wq; qx += 4) {  // 4 pooled gradients, each duplicated to its 2 columns
+        v4f g4;
+        __builtin_memcpy(&g4, gr + qx, sizeof g4);
+        const v8f gg = __builtin_shufflevector(g4, g4, 0, 0, 1, 1, 2, 2, 3, 3) * splat8(0.25f);
+        if (a) {
+          const v8f av = load8(a + 2 * qx);
+          store8(d + 2 * qx, gg * (splat8(1.0f) - av * av));  // tanh_backward_f32
+        } else {
+          store8(d + 2 * qx, gg);
+        }
+      }
+      for (; qx < Wq; ++qx) {
+        if (a) {
+          d[2 * qx] = tanh_pool_backward_f32(gr[qx], a[2 * qx], true);
+          d[2 * qx + 1] = tanh_pool_backward_f32(gr[qx], a[2 * qx + 1], true);
+        } else {
+          d[2 * qx] = d[2 * qx + 1] = 0.25f * gr[qx];
+        }
+      }
+      if (W % 2) d[W - 1] = 0.0f;
     }
   }
 }
 
+void avg_pool_backward(const float* g, float* dx, int64_t H, int64_t W, int64_t p0, int64_t p1) {
+  pool_backward_planes(g, nullptr, dx, H, W, p0, p1);
+}
+
 void tanh_pool_backward(const float* g, const float* act, float* dpre, int64_t H, int64_t W,
                         int64_t p0, int64_t p1) {
-  const int64_t Hq = H / 2, Wq = W / 2;
-  for (int64_t p = p0; p < p1; ++p) {
-    for (int64_t yy = 0; yy < H; ++yy) {
-      for (int64_t xx = 0; xx < W; ++xx) {
-        const bool in = yy < 2 * Hq && xx < 2 * Wq;
-        const int64_t i = (p * H + yy) * W + xx;
-        const float gq = in ? g[(p * Hq + yy / 2) * Wq + xx / 2] : 0.0f;
-        dpre[i] = tanh_pool_backward_f32(gq, act[i], in);
-      }
-    }
-  }
+  pool_backward_planes(g, act, dpre, H, W, p0, p1);
 }
 
 Kernels make_kernels(const char* isa) {
@@ -456,6 +539,7 @@ Kernels make_kernels(const char* isa) {
   k.isa = isa;
   k.conv_forward = conv_forward;
   k.conv_weight_grad = conv_weight_grad;
+  k.conv_input_grad = conv_input_grad;
   k.linear_forward = linear_forward;
   k.linear_backward_input = linear_backward_input;
   k.linear_backward_weight = linear_backward_weight;

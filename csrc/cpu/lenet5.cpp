@@ -32,8 +32,8 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const a
   const at::Tensor xc = x.contiguous();
   const at::Tensor f1wc = f1w.contiguous(), f1bc = f1b.contiguous(), f2wc = f2w.contiguous(),
                    f2bc = f2b.contiguous(), f3wc = f3w.contiguous(), f3bc = f3b.contiguous();
-  const cpu::PackedConv p1(w1, &b1, false, s.c1.H + 2 * padding, s.c1.W + 2 * padding);
-  const cpu::PackedConv p2(w2, &b2, false, s.c2.H, s.c2.W);
+  const cpu::PackedConv p1(w1, b1, s.c1.H + 2 * padding, s.c1.W + 2 * padding);
+  const cpu::PackedConv p2(w2, b2, s.c2.H, s.c2.W);
   const int64_t in1 = s.c1.IC * s.c1.H * s.c1.W;                 // floats per image at each stage
   const int64_t out1 = s.c1.OC * (s.c1.Ho / 2) * (s.c1.Wo / 2);  // = conv2's input
   const int64_t scratch = s.c1.IC * (s.c1.H + 2 * padding) * (s.c1.W + 2 * padding);

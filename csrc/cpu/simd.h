@@ -11,8 +11,11 @@ namespace {
 
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
 
-LF_HD v8f splat8(float s) { return v8f{} + s; }
+// An initializer, not `v8f{} + s`: adding 0.0f is not a no-op in IEEE arithmetic (-0 + 0 = +0), so
+// the compiler would emit a scalar add before every broadcast.
+LF_HD v8f splat8(float s) { return v8f{s, s, s, s, s, s, s, s}; }
 LF_HD v8f load8(const float* p) {
   v8f v;
   __builtin_memcpy(&v, p, sizeof v);
