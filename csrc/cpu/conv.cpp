@@ -19,7 +19,7 @@ using cpu::conv_grain;
 using cpu::forward_args;
 
 void run_conv_forward(const cpu::ConvForwardArgs& a, int64_t N, int64_t grain) {
-  const int64_t scratch = a.pad ? a.IC * (a.H + 2 * a.pad) * (a.W + 2 * a.pad) : 0;
+  const int64_t scratch = cpu::conv_forward_scratch(a.IC, a.H + 2 * a.pad, a.W + 2 * a.pad);
   at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
     std::vector<float> buf(scratch);
     cpu::kernels().conv_forward(a, n0, n1, buf.data());

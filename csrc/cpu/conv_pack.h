@@ -15,14 +15,18 @@ namespace cpu {
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 // Weights packed for the kernels: (IC*25, OCP), output channels in the vector lanes, zero-padded.
+// With 8 or fewer output channels the fused kernel puts pixels in the lanes instead and reads the
+// weights in their own (OC, IC*25) layout: `rows`.
 struct PackedConv {
   std::vector<float> wt, bias;
   std::vector<int32_t> taps;
+  at::Tensor wc;  // the weights, contiguous
+  const float* rows = nullptr;
   int64_t OCP;
   int oc_tile;
 
-  PackedConv(const at::Tensor& w, const at::Tensor& b, int64_t Hp, int64_t Wp) {
-    const at::Tensor wc = w.contiguous(), bc = b.contiguous();
+  PackedConv(const at::Tensor& w, const at::Tensor& b, int64_t Hp, int64_t Wp) : wc(w.contiguous()) {
+    const at::Tensor bc = b.contiguous();
     const float* src = wc.data_ptr<float>();
     const int64_t OC = w.size(0), IC = w.size(1);
     oc_tile = OC <= 8 ? 8 : 16;
@@ -33,6 +37,7 @@ struct PackedConv {
     bias.assign(OCP, 0.0f);
     std::copy(bc.data_ptr<float>(), bc.data_ptr<float>() + OC, bias.begin());
     taps = tap_offsets(IC, Hp, Wp);
+    if (OC <= 8) rows = src;
   }
 
   static std::vector<int32_t> tap_offsets(int64_t IC, int64_t Hp, int64_t Wp) {
@@ -59,6 +64,7 @@ inline ConvForwardArgs forward_args(const ConvShape& s, const PackedConv& p, con
   ConvForwardArgs a{};
   a.x = x;
   a.wt = p.wt.data();
+  a.w = p.rows;
   a.bias = p.bias.data();
   a.taps = p.taps.data();
   a.IC = s.IC;

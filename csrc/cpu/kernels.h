@@ -15,6 +15,7 @@ namespace cpu {
 struct ConvForwardArgs {
   const float* x;        // (N, IC, H, W) contiguous
   const float* wt;       // (IC*25, OCP) packed: wt[(ic*25 + kh*5 + kw)*OCP + oc], zero for oc >= OC
+  const float* w;        // fused with OC <= 8 only: (OC, IC*25), selects the pixel-lane kernel
   const float* bias;     // (OCP) zero-padded, or nullptr for none
   const int32_t* taps;   // (IC*25) offset of each tap into the padded image: ic*Hp*Wp + kh*Wp + kw
   float* y;              // plain: (N, OC, Ho, Wo); fused: (N, OC, Ho/2, Wo/2)
@@ -54,7 +55,7 @@ struct LinearArgs {
 struct Kernels {
   const char* isa;  // "avx2" or "baseline"
 
-  // scratch: IC*Hp*Wp floats (the zero-padded image); unused when pad == 0.
+  // scratch: conv_forward_scratch() floats (the zero-padded image plus slack).
   void (*conv_forward)(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scratch);
   // Accumulates into dwt (IC*25, OCP) and db (OCP), which the caller zeroes.
   // scratch: IC*Hp*Wp + Ho*Wo*OCP floats.
@@ -84,6 +85,8 @@ struct Kernels {
   void (*tanh_pool_backward)(const float* g, const float* act, float* dpre, int64_t H, int64_t W,
                              int64_t p0, int64_t p1);
 };
+
+inline int64_t conv_forward_scratch(int64_t IC, int64_t Hp, int64_t Wp) { return IC * Hp * Wp + 16; }
 
 // Scratch floats conv_input_grad needs per thread: the output gradient with its pixel rows padded
 // to 16, the (IC*25, P) tap-by-pixel products, and the padded input gradient.

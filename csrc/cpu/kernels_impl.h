@@ -51,6 +51,20 @@ LF_INLINE const float* padded_image(const float* img, int64_t IC, int64_t H, int
   return scratch;
 }
 
+// As padded_image, but always a copy, followed by kSlack zeros that vector loads may touch.
+constexpr int64_t kSlack = 16;
+LF_INLINE const float* padded_image_copy(const float* img, int64_t IC, int64_t H, int64_t W,
+                                         int64_t pad, float* scratch) {
+  const int64_t size = IC * (H + 2 * pad) * (W + 2 * pad);
+  if (pad == 0) {
+    for (int64_t i = 0; i < size; ++i) scratch[i] = img[i];
+  } else {
+    padded_image(img, IC, H, W, pad, scratch);
+  }
+  for (int64_t i = size; i < size + kSlack; ++i) scratch[i] = 0.0f;
+  return scratch;
+}
+
 // acc[r][v] = sum_k base[r][taps[k]] * wt[k*OCP + 8v .. 8v+7]: R pixels x 8*NV channels.
 template <int R, int NV>
 LF_INLINE void conv_tile(const float* const (&base)[R], const int32_t* taps, int64_t K,
@@ -164,11 +178,92 @@ void conv_fused_image(const ConvForwardArgs& a, const float* xp, int64_t Wp, flo
   }
 }
 
+// Fused conv + tanh + pool for few output channels (conv1: OC = 6), with pixels in the lanes:
+// a tile is 8 neighbouring columns of two conv rows (one row of 4 pooling windows) by OCB
+// channels, so each tap costs 2 contiguous loads and OCB broadcasts for 2*OCB FMAs, and the
+// activation is stored as whole vectors. Channel lanes would leave 2 of 8 lanes idle and need a
+// broadcast per FMA. xp is a padded copy with at least 8 floats of slack past its end: the last
+// tile of a row reads up to 7 columns into the next row (those lanes are discarded).
+template <int OCB>
+void conv_fused_pixel_lanes(const ConvForwardArgs& a, const float* xp, int64_t Wp,
+                            const float* w, float* y, float* act) {
+  const int64_t K = a.IC * kTaps, Hq = a.Ho / 2, Wq = a.Wo / 2, P = a.Ho * a.Wo, Pq = Hq * Wq;
+  for (int64_t oc0 = 0; oc0 < a.OC; oc0 += OCB) {
+    const float* wc[OCB];  // (K) weights of each channel of the tile; a short tail repeats the last
+    v8f bias[OCB];
+    LF_UNROLL for (int c = 0; c < OCB; ++c) {
+      const int64_t oc = min64(oc0 + c, a.OC - 1);
+      wc[c] = w + oc * K;
+      bias[c] = splat8(a.bias ? a.bias[oc] : 0.0f);
+    }
+    for (int64_t qy = 0; qy < Hq; ++qy) {
+      for (int64_t x0 = 0; x0 < 2 * Wq; x0 += 8) {
+        const float* r0 = xp + 2 * qy * Wp + x0;
+        const float* r1 = r0 + Wp;
+        v8f acc[OCB][2];
+        LF_UNROLL for (int c = 0; c < OCB; ++c) acc[c][0] = acc[c][1] = v8f{};
+        for (int64_t k = 0; k < K; ++k) {
+          const int32_t o = a.taps[k];
+          const v8f v0 = load8(r0 + o), v1 = load8(r1 + o);
+          LF_UNROLL for (int c = 0; c < OCB; ++c) {
+            const v8f wb = splat8(wc[c][k]);
+            acc[c][0] += wb * v0;
+            acc[c][1] += wb * v1;
+          }
+        }
+        const int64_t cols = min64(8, a.Wo - x0), windows = min64(4, Wq - x0 / 2);
+        for (int c = 0; c < OCB && oc0 + c < a.OC; ++c) {
+          const int64_t oc = oc0 + c;
+          const v8f t0 = tanh8(acc[c][0] + bias[c]), t1 = tanh8(acc[c][1] + bias[c]);
+          if (act) {
+            float* a0 = act + oc * P + 2 * qy * a.Wo + x0;
+            if (cols == 8) {
+              store8(a0, t0);
+              store8(a0 + a.Wo, t1);
+            } else {
+              for (int64_t l = 0; l < cols; ++l) {
+                a0[l] = t0[l];
+                a0[a.Wo + l] = t1[l];
+              }
+            }
+          }
+          // avg4 order: (((top-left + top-right) + bottom-left) + bottom-right) / 4
+          const v4f tl = __builtin_shufflevector(t0, t0, 0, 2, 4, 6);
+          const v4f tr = __builtin_shufflevector(t0, t0, 1, 3, 5, 7);
+          const v4f bl = __builtin_shufflevector(t1, t1, 0, 2, 4, 6);
+          const v4f br = __builtin_shufflevector(t1, t1, 1, 3, 5, 7);
+          const v4f pooled = (((tl + tr) + bl) + br) * (v4f{} + 0.25f);
+          float* yq = y + oc * Pq + qy * Wq + x0 / 2;
+          for (int64_t l = 0; l < windows; ++l) yq[l] = pooled[l];
+        }
+      }
+    }
+  }
+  if (act) {  // odd last column / row, outside every window (as in conv_fused_image)
+    for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8) {
+      if (a.Wo % 2) {
+        for (int64_t yy = 0; yy < 2 * Hq; ++yy) {
+          const int64_t pix = yy * a.Wo + a.Wo - 1;
+          conv_pixels<1, 1>(a, xp, Wp, oc0, pix, pix + 1, act, true);
+        }
+      }
+      if (a.Ho % 2) conv_pixels<1, 1>(a, xp, Wp, oc0, (a.Ho - 1) * a.Wo, P, act, true);
+    }
+  }
+}
+
 template <int NV>
 void conv_forward_nv(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scratch) {
   const int64_t Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, Pq = (a.Ho / 2) * (a.Wo / 2);
   for (int64_t n = n0; n < n1; ++n) {
-    const float* xp = padded_image(a.x + n * a.IC * a.H * a.W, a.IC, a.H, a.W, a.pad, scratch);
+    const float* img = a.x + n * a.IC * a.H * a.W;
+    if (a.fused && a.w) {  // pixel lanes: always copy, for the slack its loads rely on
+      const float* xp = padded_image_copy(img, a.IC, a.H, a.W, a.pad, scratch);
+      conv_fused_pixel_lanes<6>(a, xp, Wp, a.w, a.y + n * a.OC * Pq,
+                                a.act ? a.act + n * a.OC * P : nullptr);
+      continue;
+    }
+    const float* xp = padded_image(img, a.IC, a.H, a.W, a.pad, scratch);
     if (a.fused) {
       // 8 accumulators either way: two windows of 8 channels, or one window of 16.
       conv_fused_image<NV, NV == 1 ? 2 : 1>(a, xp, Wp, a.y + n * a.OC * Pq,

@@ -36,7 +36,8 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const a
   const cpu::PackedConv p2(w2, b2, s.c2.H, s.c2.W);
   const int64_t in1 = s.c1.IC * s.c1.H * s.c1.W;                 // floats per image at each stage
   const int64_t out1 = s.c1.OC * (s.c1.Ho / 2) * (s.c1.Wo / 2);  // = conv2's input
-  const int64_t scratch = s.c1.IC * (s.c1.H + 2 * padding) * (s.c1.W + 2 * padding);
+  const int64_t scratch = std::max(cpu::conv_forward_scratch(s.c1.IC, s.c1.H + 2 * padding, s.c1.W + 2 * padding),
+                                   cpu::conv_forward_scratch(s.c2.IC, s.c2.H, s.c2.W));
 
   at::parallel_for(0, N, kBlock, [&](int64_t n0, int64_t n1) {
     std::vector<float> a1(kBlock * out1), a2(kBlock * s.F), h1(kBlock * s.J1), h2(kBlock * s.J2);
@@ -51,7 +52,7 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const a
       cpu::ConvForwardArgs c2 = cpu::forward_args(s.c2, p2, a1.data());
       c2.y = a2.data();
       c2.fused = true;
-      k.conv_forward(c2, 0, m, nullptr);  // conv2 is unpadded: no scratch
+      k.conv_forward(c2, 0, m, pad_buf.data());
       k.linear_forward({a2.data(), f1wc.data_ptr<float>(), f1bc.data_ptr<float>(), h1.data(),
                         s.F, s.J1, true}, 0, m);
       k.linear_forward({h1.data(), f2wc.data_ptr<float>(), f2bc.data_ptr<float>(), h2.data(),
