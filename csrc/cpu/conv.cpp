@@ -137,7 +137,7 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cpu(const at::Tensor&
   const int64_t chunks = (s.N + chunk - 1) / chunk;
   const int64_t part = K * a.OCP + a.OCP;
   std::vector<float> partial(chunks * part, 0.0f);
-  const int64_t scratch = (padding ? s.IC * Hp * Wp : 0) + s.Ho * s.Wo * a.OCP;
+  const int64_t scratch = cpu::conv_weight_grad_scratch(a);
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<float> buf(scratch);
     for (int64_t c = c0; c < c1; ++c) {

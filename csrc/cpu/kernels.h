@@ -6,6 +6,7 @@
 // over threads; they never allocate, and any scratch they need is handed in by the caller.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 namespace lenet_fast {
@@ -58,7 +59,7 @@ struct Kernels {
   // scratch: conv_forward_scratch() floats (the zero-padded image plus slack).
   void (*conv_forward)(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scratch);
   // Accumulates into dwt (IC*25, OCP) and db (OCP), which the caller zeroes.
-  // scratch: IC*Hp*Wp + Ho*Wo*OCP floats.
+  // scratch: conv_weight_grad_scratch() floats.
   void (*conv_weight_grad)(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
                            float* db, float* scratch);
 
@@ -86,7 +87,14 @@ struct Kernels {
                              int64_t p0, int64_t p1);
 };
 
-inline int64_t conv_forward_scratch(int64_t IC, int64_t Hp, int64_t Wp) { return IC * Hp * Wp + 16; }
+inline int64_t conv_forward_scratch(int64_t IC, int64_t Hp, int64_t Wp) { return IC * Hp * Wp + 32; }
+
+inline int64_t conv_weight_grad_scratch(const ConvWeightGradArgs& a) {
+  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad;
+  const int64_t per_channel_lanes = a.Ho * a.Wo * a.OCP;
+  const int64_t per_pixel_lanes = a.OC * ((a.Ho * Wp + 7) / 8 * 8);
+  return conv_forward_scratch(a.IC, Hp, Wp) + std::max(per_channel_lanes, per_pixel_lanes);
+}
 
 // Scratch floats conv_input_grad needs per thread: the output gradient with its pixel rows padded
 // to 16, the (IC*25, P) tap-by-pixel products, and the padded input gradient.

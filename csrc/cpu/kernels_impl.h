@@ -52,7 +52,7 @@ LF_INLINE const float* padded_image(const float* img, int64_t IC, int64_t H, int
 }
 
 // As padded_image, but always a copy, followed by kSlack zeros that vector loads may touch.
-constexpr int64_t kSlack = 16;
+constexpr int64_t kSlack = 32;
 LF_INLINE const float* padded_image_copy(const float* img, int64_t IC, int64_t H, int64_t W,
                                          int64_t pad, float* scratch) {
   const int64_t size = IC * (H + 2 * pad) * (W + 2 * pad);
@@ -331,9 +331,63 @@ void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, fl
   }
 }
 
+// Weight gradient for few output channels (conv1), pixels in the lanes: with the output gradient
+// laid out on the padded image's row stride (zeros in the extra columns), each weight's gradient
+// is one long contiguous dot product, dW[oc][k] = sum_q g[oc][q] x[q + tap k]. A tile is OCB
+// channels x KB taps: KB + OCB loads for OCB*KB FMAs, and a horizontal sum per weight at the end.
+template <int OCB, int KB>
+void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
+                                  float* db, float* scratch) {
+  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, K = a.IC * kTaps;
+  const int64_t Q = (a.Ho * Wp + 7) / 8 * 8;
+  float* xbuf = scratch;                        // padded image + slack
+  float* gw = scratch + a.IC * Hp * Wp + kSlack;  // (OC, Q)
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* xp = padded_image_copy(a.x + n * a.IC * a.H * a.W, a.IC, a.H, a.W, a.pad, xbuf);
+    const float* g = a.grad + n * a.OC * P;
+    for (int64_t oc = 0; oc < a.OC; ++oc) {
+      float* row = gw + oc * Q;
+      float sum = 0.0f;
+      for (int64_t yy = 0; yy < a.Ho; ++yy) {
+        for (int64_t xx = 0; xx < Wp; ++xx) {
+          const float v = xx < a.Wo ? g[(oc * a.Ho + yy) * a.Wo + xx] : 0.0f;
+          row[yy * Wp + xx] = v;
+          sum += v;
+        }
+      }
+      for (int64_t q = a.Ho * Wp; q < Q; ++q) row[q] = 0.0f;
+      db[oc] += sum;
+    }
+    for (int64_t oc0 = 0; oc0 < a.OC; oc0 += OCB) {
+      const float* gc[OCB];
+      LF_UNROLL for (int c = 0; c < OCB; ++c) gc[c] = gw + min64(oc0 + c, a.OC - 1) * Q;
+      for (int64_t k0 = 0; k0 < K; k0 += KB) {
+        const float* xk[KB];
+        LF_UNROLL for (int i = 0; i < KB; ++i) xk[i] = xp + a.taps[min64(k0 + i, K - 1)];
+        v8f acc[OCB][KB];
+        LF_UNROLL for (int c = 0; c < OCB; ++c) {
+          LF_UNROLL for (int i = 0; i < KB; ++i) acc[c][i] = v8f{};
+        }
+        for (int64_t q = 0; q < Q; q += 8) {
+          v8f xv[KB];
+          LF_UNROLL for (int i = 0; i < KB; ++i) xv[i] = load8(xk[i] + q);
+          LF_UNROLL for (int c = 0; c < OCB; ++c) {
+            const v8f gv = load8(gc[c] + q);
+            LF_UNROLL for (int i = 0; i < KB; ++i) acc[c][i] += gv * xv[i];
+          }
+        }
+        for (int c = 0; c < OCB && oc0 + c < a.OC; ++c)
+          for (int i = 0; i < KB && k0 + i < K; ++i) dwt[(k0 + i) * a.OCP + oc0 + c] += hsum8(acc[c][i]);
+      }
+    }
+  }
+}
+
 void conv_weight_grad(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt, float* db,
                       float* scratch) {
-  if (a.oc_tile == 8)
+  if (a.OC <= 8)
+    conv_weight_grad_pixel_lanes<6, 2>(a, n0, n1, dwt, db, scratch);
+  else if (a.oc_tile == 8)
     conv_weight_grad_nv<1, 8>(a, n0, n1, dwt, db, scratch);
   else
     conv_weight_grad_nv<2, 4>(a, n0, n1, dwt, db, scratch);
