@@ -50,7 +50,8 @@ def extensions():
     # OpenMP because at::parallel_for's OpenMP backend is header code compiled into this library.
     cxx = opt + ["-std=c++20", "-ffp-contract=fast", "-fopenmp", "-Wall", "-Wno-psabi"]
     csrc = ROOT / "csrc"
-    sources = [csrc / "ops.cpp", csrc / "module.cpp", *sorted((csrc / "cpu").glob("*.cpp"))]
+    sources = [csrc / "ops.cpp", csrc / "lenet5_train.cpp", csrc / "module.cpp",
+               *sorted((csrc / "cpu").glob("*.cpp"))]
     macros = [
         ("LENET_FAST_VERSION", f'"{VERSION}"'),
         ("LENET_FAST_BUILD_TORCH", f'"{torch.__version__}"'),

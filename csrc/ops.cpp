@@ -41,4 +41,17 @@ TORCH_LIBRARY(lenet_fast, m) {
       "lenet5_forward(Tensor x, Tensor conv1_weight, Tensor conv1_bias, Tensor conv2_weight, "
       "Tensor conv2_bias, Tensor fc1_weight, Tensor fc1_bias, Tensor fc2_weight, Tensor fc2_bias, "
       "Tensor fc3_weight, Tensor fc3_bias, int conv1_padding) -> Tensor");
+
+  // Training: the whole forward as one op that also returns what backward needs, and the whole
+  // backward as one op (csrc/lenet5_train.cpp), so a step costs two trips through Python autograd
+  // instead of twenty. Saved: (act1, pool1, act2, pool2 flattened, h1, h2).
+  m.def(
+      "lenet5_forward_train(Tensor x, Tensor conv1_weight, Tensor conv1_bias, Tensor conv2_weight, "
+      "Tensor conv2_bias, Tensor fc1_weight, Tensor fc1_bias, Tensor fc2_weight, Tensor fc2_bias, "
+      "Tensor fc3_weight, Tensor fc3_bias, int conv1_padding) -> (Tensor, Tensor[])");
+  // Gradients (dx or an empty tensor, then each parameter's in the order of lenet5_forward).
+  m.def(
+      "lenet5_backward(Tensor grad, Tensor x, Tensor conv1_weight, Tensor conv2_weight, "
+      "Tensor fc1_weight, Tensor fc2_weight, Tensor fc3_weight, Tensor[] saved, int conv1_padding, "
+      "bool input_grad) -> Tensor[]");
 }

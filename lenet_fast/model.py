@@ -2,13 +2,15 @@
 
 The parameters live in ordinary nn.Conv2d / nn.Linear modules built in the stock order, so the
 names, shapes, default initialisation (same values under the same seed) and state_dicts are the
-stock model's; only forward() differs, calling the fused ops:
+stock model's; only forward() differs. It is one op for the whole network:
 
     conv5x5_tanh_pool(conv1) -> conv5x5_tanh_pool(conv2) -> flatten
     -> linear_tanh(fc1) -> linear_tanh(fc2) -> linear(fc3)
 
-When autograd has nothing to record (torch.no_grad(), inference_mode(), or parameters and input
-that do not require grad), forward() makes a single lenet5_forward call instead.
+as lenet5_forward when autograd has nothing to record (no_grad, inference_mode), else as
+lenet5_forward_train, whose backward is the single op lenet5_backward. At LeNet's size the
+per-op overhead of Python autograd outweighs the arithmetic of a small batch, so the model makes
+two autograd calls per step instead of ten forward and backward ones.
 """
 from __future__ import annotations
 
@@ -51,14 +53,7 @@ class LeNet5(nn.Module):
         params = [self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias,
                   self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias,
                   self.fc3.weight, self.fc3.bias]
-        if not ops._needs_grad(x, *params):
-            return ops.lenet5_forward(x, params, self.conv1.padding[0])
-        x = ops.conv5x5_tanh_pool(x, self.conv1.weight, self.conv1.bias, self.conv1.padding[0])
-        x = ops.conv5x5_tanh_pool(x, self.conv2.weight, self.conv2.bias, 0)
-        x = x.flatten(1)
-        x = ops.linear_tanh(x, self.fc1.weight, self.fc1.bias)
-        x = ops.linear_tanh(x, self.fc2.weight, self.fc2.bias)
-        return ops.linear(x, self.fc3.weight, self.fc3.bias)
+        return ops.lenet5_forward(x, params, self.conv1.padding[0])
 
     def extra_repr(self) -> str:
         return f"input_size={self.input_size}"

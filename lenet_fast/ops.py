@@ -102,6 +102,30 @@ def _(x, *params_and_padding):
     return x.new_empty((x.shape[0], fc3_weight.shape[0]))
 
 
+@torch.library.register_fake("lenet_fast::lenet5_forward_train")
+def _(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding):
+    n, h, w = x.shape[0], _conv_extent(x.shape[2], padding), _conv_extent(x.shape[3], padding)
+    h2, w2_ = _conv_extent(h // 2, 0), _conv_extent(w // 2, 0)
+    saved = [
+        x.new_empty((n, w1.shape[0], h, w)),
+        x.new_empty((n, w1.shape[0], h // 2, w // 2)),
+        x.new_empty((n, w2.shape[0], h2, w2_)),
+        x.new_empty((n, w2.shape[0] * (h2 // 2) * (w2_ // 2))),
+        x.new_empty((n, f1w.shape[0])),
+        x.new_empty((n, f2w.shape[0])),
+    ]
+    return x.new_empty((n, f3w.shape[0])), saved
+
+
+@torch.library.register_fake("lenet_fast::lenet5_backward")
+def _(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, input_grad):
+    like = lambda t: t.new_empty(t.shape)  # noqa: E731
+    dx = x.new_empty(x.shape) if input_grad else x.new_empty((0,))
+    return [dx, like(w1), w1.new_empty((w1.shape[0],)), like(w2), w2.new_empty((w2.shape[0],)),
+            like(f1w), f1w.new_empty((f1w.shape[0],)), like(f2w), f2w.new_empty((f2w.shape[0],)),
+            like(f3w), f3w.new_empty((f3w.shape[0],))]
+
+
 # ---------------------------------------------------------------------------------------------
 # Autograd. setup_context keeps only what the needed gradients use.
 
@@ -217,6 +241,27 @@ torch.library.register_autograd("lenet_fast::linear", _linear_backward, setup_co
 torch.library.register_autograd("lenet_fast::linear_tanh", _linear_backward, setup_context=_linear_tanh_setup)
 
 
+def _lenet5_train_setup(ctx, inputs, output):
+    x, w1, _, w2, _, f1w, _, f2w, _, f3w, _, padding = inputs
+    ctx.padding = padding
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(x, w1, w2, f1w, f2w, f3w, *output[1])
+
+
+def _lenet5_train_backward(ctx, grad_logits, grad_saved):
+    if grad_logits is None:
+        return (None,) * 12
+    x, w1, w2, f1w, f2w, f3w, *saved = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    grads = ops.lenet5_backward(grad_logits, x, w1, w2, f1w, f2w, f3w, saved, ctx.padding, need[0])
+    return (*[g if n else None for g, n in zip(grads, need[:11])], None)
+
+
+torch.library.register_autograd(
+    "lenet_fast::lenet5_forward_train", _lenet5_train_backward, setup_context=_lenet5_train_setup
+)
+
+
 # ---------------------------------------------------------------------------------------------
 # Python entry points
 
@@ -260,8 +305,12 @@ def linear_tanh(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
 
 def lenet5_forward(x: Tensor, params: list[Tensor], conv1_padding: int) -> Tensor:
-    """The whole LeNet-5 forward in one op (inference only: it has no autograd).
+    """The whole LeNet-5 forward in one op: params are conv1.weight, conv1.bias, conv2.weight,
+    conv2.bias, fc1.weight, ..., fc3.bias.
 
-    params: conv1.weight, conv1.bias, conv2.weight, conv2.bias, fc1.weight, ..., fc3.bias.
+    With autograd active it runs lenet5_forward_train, whose backward is one lenet5_backward op;
+    otherwise the inference op, which keeps no activations.
     """
+    if _needs_grad(x, *params):
+        return ops.lenet5_forward_train(x, *params, conv1_padding)[0]
     return ops.lenet5_forward(x, *params, conv1_padding)

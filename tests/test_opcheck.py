@@ -33,6 +33,8 @@ def samples(device):
         (O.linear_backward_input, (r(5, 120), r(120, 400))),
         (O.linear_backward_weight, (r(5, 120), r(5, 400))),
         (O.lenet5_forward, (r(4, 1, 28, 28), *params, 2)),
+        (O.lenet5_forward_train, (r(3, 1, 28, 28, grad=True), *[p.detach().requires_grad_() for p in params], 2)),
+        (O.lenet5_forward_train, (r(2, 1, 32, 32), *[p.detach().requires_grad_() for p in params], 0)),
     ]
 
 
@@ -47,7 +49,7 @@ def test_opcheck(device, index):
 
 def test_every_op_has_a_cpu_cuda_and_fake_kernel():
     names = [n for n in torch._C._dispatch_get_all_op_names() if n.startswith("lenet_fast::")]
-    assert len(names) == 14, names
+    assert len(names) == 16, names
     for name in names:
         for key in ("CPU", "CUDA", "Meta"):
             assert torch._C._dispatch_has_kernel_for_dispatch_key(name, key), f"{name} has no {key} kernel"

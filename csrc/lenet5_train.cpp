@@ -1,0 +1,85 @@
+// lenet5_forward_train / lenet5_backward: the training step's forward and backward as two ops,
+// composed from the per-layer ops. Device-generic: the inner calls go through the dispatcher
+// (below autograd, so they cost a C++ dispatch each, not a trip through Python), reaching the CPU
+// or CUDA kernels of whatever device the tensors are on.
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "checks.h"
+
+namespace lenet_fast {
+namespace {
+
+template <class Sig>
+c10::TypedOperatorHandle<Sig> op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
+}
+
+using T = at::Tensor;
+using TT = std::tuple<at::Tensor, at::Tensor>;
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train(
+    const T& x, const T& w1, const T& b1, const T& w2, const T& b2, const T& f1w, const T& f1b,
+    const T& f2w, const T& f2b, const T& f3w, const T& f3b, int64_t padding) {
+  // Validates every layer up front (same messages as lenet5_forward) before any kernel runs.
+  check_lenet5("lenet5_forward_train", x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding,
+               x.device().type());
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  static const auto conv = op<TT(const T&, const T&, const T&, int64_t, bool)>("lenet_fast::conv5x5_tanh_pool");
+  static const auto lin_tanh = op<T(const T&, const T&, const T&)>("lenet_fast::linear_tanh");
+  static const auto lin = op<T(const T&, const T&, const T&)>("lenet_fast::linear");
+  auto [p1, act1] = conv.call(x, w1, b1, padding, true);
+  auto [p2, act2] = conv.call(p1, w2, b2, 0, true);
+  T flat = p2.flatten(1);
+  T h1 = lin_tanh.call(flat, f1w, f1b);
+  T h2 = lin_tanh.call(h1, f2w, f2b);
+  T logits = lin.call(h2, f3w, f3b);
+  return {logits, {act1, p1, act2, flat, h1, h2}};
+}
+
+std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, const T& w2,
+                                        const T& f1w, const T& f2w, const T& f3w,
+                                        at::TensorList saved, int64_t padding, bool input_grad) {
+  const char* name = "lenet5_backward";
+  LF_CHECK(saved.size() == 6, name, "expected the 6 tensors lenet5_forward_train saves, got ",
+           saved.size());
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  static const auto tanh_bwd = op<T(const T&, const T&)>("lenet_fast::tanh_backward");
+  static const auto lin_bwd_x = op<T(const T&, const T&)>("lenet_fast::linear_backward_input");
+  static const auto lin_bwd_w = op<TT(const T&, const T&)>("lenet_fast::linear_backward_weight");
+  static const auto pool_bwd = op<T(const T&, const T&)>("lenet_fast::tanh_pool_backward");
+  static const auto conv_bwd_x = op<T(const T&, const T&, int64_t)>("lenet_fast::conv5x5_backward_input");
+  static const auto conv_bwd_w = op<TT(const T&, const T&, int64_t)>("lenet_fast::conv5x5_backward_weight");
+  const T &act1 = saved[0], &p1 = saved[1], &act2 = saved[2], &flat = saved[3], &h1 = saved[4],
+          &h2 = saved[5];
+  auto [df3w, df3b] = lin_bwd_w.call(grad, h2);
+  const T g2 = tanh_bwd.call(lin_bwd_x.call(grad, f3w), h2);
+  auto [df2w, df2b] = lin_bwd_w.call(g2, h1);
+  const T g1 = tanh_bwd.call(lin_bwd_x.call(g2, f2w), h1);
+  auto [df1w, df1b] = lin_bwd_w.call(g1, flat);
+  const T dp2 = lin_bwd_x.call(g1, f1w).view({act2.size(0), act2.size(1), act2.size(2) / 2, act2.size(3) / 2});
+  const T dpre2 = pool_bwd.call(dp2, act2);
+  auto [dw2, db2] = conv_bwd_w.call(dpre2, p1, 0);
+  const T dpre1 = pool_bwd.call(conv_bwd_x.call(dpre2, w2, 0), act1);
+  auto [dw1, db1] = conv_bwd_w.call(dpre1, x, padding);
+  T dx = input_grad ? conv_bwd_x.call(dpre1, w1, padding) : at::empty({0}, x.options());
+  return {dx, dw1, db1, dw2, db2, df1w, df1b, df2w, df2b, df3w, df3b};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lenet_fast, CPU, m) {
+  m.impl("lenet5_forward_train", &lenet5_forward_train);
+  m.impl("lenet5_backward", &lenet5_backward);
+}
+
+TORCH_LIBRARY_IMPL(lenet_fast, CUDA, m) {
+  m.impl("lenet5_forward_train", &lenet5_forward_train);
+  m.impl("lenet5_backward", &lenet5_backward);
+}
+
+}  // namespace lenet_fast
