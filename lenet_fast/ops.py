@@ -241,25 +241,8 @@ torch.library.register_autograd("lenet_fast::linear", _linear_backward, setup_co
 torch.library.register_autograd("lenet_fast::linear_tanh", _linear_backward, setup_context=_linear_tanh_setup)
 
 
-def _lenet5_train_setup(ctx, inputs, output):
-    x, w1, _, w2, _, f1w, _, f2w, _, f3w, _, padding = inputs
-    ctx.padding = padding
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(x, w1, w2, f1w, f2w, f3w, *output[1])
-
-
-def _lenet5_train_backward(ctx, grad_logits, grad_saved):
-    if grad_logits is None:
-        return (None,) * 12
-    x, w1, w2, f1w, f2w, f3w, *saved = ctx.saved_tensors
-    need = ctx.needs_input_grad
-    grads = ops.lenet5_backward(grad_logits, x, w1, w2, f1w, f2w, f3w, saved, ctx.padding, need[0])
-    return (*[g if n else None for g, n in zip(grads, need[:11])], None)
-
-
-torch.library.register_autograd(
-    "lenet_fast::lenet5_forward_train", _lenet5_train_backward, setup_context=_lenet5_train_setup
-)
+# lenet5_forward_train's autograd is registered in C++ (csrc/lenet5_train.cpp): it is the model's
+# hot path, and its backward is the single op lenet5_backward.
 
 
 # ---------------------------------------------------------------------------------------------
