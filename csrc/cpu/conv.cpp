@@ -21,8 +21,8 @@ using cpu::forward_args;
 void run_conv_forward(const cpu::ConvForwardArgs& a, int64_t N, int64_t grain) {
   const int64_t scratch = cpu::conv_forward_scratch(a.IC, a.H + 2 * a.pad, a.W + 2 * a.pad);
   at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
-    std::vector<float> buf(scratch);
-    cpu::kernels().conv_forward(a, n0, n1, buf.data());
+    const auto buf = cpu::scratch_buffer(scratch);
+    cpu::kernels().conv_forward(a, n0, n1, buf.get());
   });
 }
 
@@ -86,8 +86,8 @@ at::Tensor conv5x5_backward_input_cpu(const at::Tensor& grad, const at::Tensor& 
   const int64_t scratch = cpu::conv_input_grad_scratch(a);
   const int64_t grain = std::max<int64_t>(1, 2000000 / std::max<int64_t>(2 * Ho * Wo * OC * IC * kTaps, 1));
   at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
-    std::vector<float> buf(scratch);
-    cpu::kernels().conv_input_grad(a, n0, n1, buf.data());
+    const auto buf = cpu::scratch_buffer(scratch);
+    cpu::kernels().conv_input_grad(a, n0, n1, buf.get());
   });
   return dx;
 }
@@ -139,11 +139,11 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cpu(const at::Tensor&
   std::vector<float> partial(chunks * part, 0.0f);
   const int64_t scratch = cpu::conv_weight_grad_scratch(a);
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<float> buf(scratch);
+    const auto buf = cpu::scratch_buffer(scratch);
     for (int64_t c = c0; c < c1; ++c) {
       float* dwt = partial.data() + c * part;
       cpu::kernels().conv_weight_grad(a, c * chunk, std::min(s.N, (c + 1) * chunk), dwt,
-                                      dwt + K * a.OCP, buf.data());
+                                      dwt + K * a.OCP, buf.get());
     }
   });
   for (int64_t c = 1; c < chunks; ++c)

@@ -40,24 +40,25 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const a
                                    cpu::conv_forward_scratch(s.c2.IC, s.c2.H, s.c2.W));
 
   at::parallel_for(0, N, kBlock, [&](int64_t n0, int64_t n1) {
-    std::vector<float> a1(kBlock * out1), a2(kBlock * s.F), h1(kBlock * s.J1), h2(kBlock * s.J2);
-    std::vector<float> pad_buf(scratch);
+    const auto a1 = cpu::scratch_buffer(kBlock * out1), a2 = cpu::scratch_buffer(kBlock * s.F),
+               h1 = cpu::scratch_buffer(kBlock * s.J1), h2 = cpu::scratch_buffer(kBlock * s.J2),
+               pad_buf = cpu::scratch_buffer(scratch);
     const cpu::Kernels& k = cpu::kernels();
     for (int64_t n = n0; n < n1; n += kBlock) {
       const int64_t m = std::min(kBlock, n1 - n);
       cpu::ConvForwardArgs c1 = cpu::forward_args(s.c1, p1, xc.data_ptr<float>() + n * in1);
-      c1.y = a1.data();
+      c1.y = a1.get();
       c1.fused = true;
-      k.conv_forward(c1, 0, m, pad_buf.data());
-      cpu::ConvForwardArgs c2 = cpu::forward_args(s.c2, p2, a1.data());
-      c2.y = a2.data();
+      k.conv_forward(c1, 0, m, pad_buf.get());
+      cpu::ConvForwardArgs c2 = cpu::forward_args(s.c2, p2, a1.get());
+      c2.y = a2.get();
       c2.fused = true;
-      k.conv_forward(c2, 0, m, pad_buf.data());
-      k.linear_forward({a2.data(), f1wc.data_ptr<float>(), f1bc.data_ptr<float>(), h1.data(),
+      k.conv_forward(c2, 0, m, pad_buf.get());
+      k.linear_forward({a2.get(), f1wc.data_ptr<float>(), f1bc.data_ptr<float>(), h1.get(),
                         s.F, s.J1, true}, 0, m);
-      k.linear_forward({h1.data(), f2wc.data_ptr<float>(), f2bc.data_ptr<float>(), h2.data(),
+      k.linear_forward({h1.get(), f2wc.data_ptr<float>(), f2bc.data_ptr<float>(), h2.get(),
                         s.J1, s.J2, true}, 0, m);
-      k.linear_forward({h2.data(), f3wc.data_ptr<float>(), f3bc.data_ptr<float>(),
+      k.linear_forward({h2.get(), f3wc.data_ptr<float>(), f3bc.data_ptr<float>(),
                         y.data_ptr<float>() + n * s.J3, s.J2, s.J3, false}, 0, m);
     }
   });
