@@ -109,6 +109,43 @@ inline void check_pooled_grad(const char* op, const at::Tensor& grad, int64_t N,
            "] for an input of [", N, ", ", C, ", ", H, ", ", W, "], got ", grad.sizes());
 }
 
+// Weight gradient arguments: grad (N, OC, Ho, Wo) at the conv output, or with act (the fused
+// op's saved tanh, (N, OC, Ho, Wo)) the pooled gradient (N, OC, Ho/2, Wo/2); x (N, IC, H, W).
+inline ConvShape check_conv_weight_grad(const char* op, const at::Tensor& grad,
+                                        const at::Tensor* act, const at::Tensor& x,
+                                        int64_t padding, at::DeviceType kind) {
+  check_float32(op, "grad", grad);
+  check_float32(op, "x", x);
+  if (act) {
+    check_float32(op, "act", *act);
+    check_devices(op, kind, {{"grad", &grad}, {"act", act}, {"x", &x}});
+  } else {
+    check_devices(op, kind, {{"grad", &grad}, {"x", &x}});
+  }
+  check_dim(op, "x", x, 4, "(N, IC, H, W)");
+  check_padding(op, padding);
+  ConvShape s{x.size(0), x.size(1), x.size(2), x.size(3), 0, padding, 0, 0};
+  s.Ho = conv_out_extent(s.H, padding);
+  s.Wo = conv_out_extent(s.W, padding);
+  LF_CHECK(s.Ho >= 1 && s.Wo >= 1, op, "expected H and W of at least ", 5 - 2 * padding,
+           " with padding ", padding, ", got x ", x.sizes());
+  if (act) {
+    check_dim(op, "act", *act, 4, "(N, OC, Ho, Wo)");
+    s.OC = act->size(1);
+    LF_CHECK(act->size(0) == s.N && act->size(2) == s.Ho && act->size(3) == s.Wo, op,
+             "expected act of shape [", s.N, ", OC, ", s.Ho, ", ", s.Wo, "] for x ", x.sizes(),
+             " and padding ", padding, ", got act ", act->sizes());
+    check_pooled_grad(op, grad, s.N, s.OC, s.Ho, s.Wo);
+  } else {
+    check_dim(op, "grad", grad, 4, "(N, OC, Ho, Wo)");
+    s.OC = grad.size(1);
+    LF_CHECK(grad.size(0) == s.N && grad.size(2) == s.Ho && grad.size(3) == s.Wo, op,
+             "expected grad of shape [", s.N, ", OC, ", s.Ho, ", ", s.Wo, "] for x ", x.sizes(),
+             " and padding ", padding, ", got grad ", grad.sizes());
+  }
+  return s;
+}
+
 inline void check_pool_input(const char* op, const at::Tensor& x) {
   check_dim(op, "x", x, 4, "(N, C, H, W)");
   LF_CHECK(x.size(2) >= 2 && x.size(3) >= 2, op, "expected H and W of at least 2, got x ",

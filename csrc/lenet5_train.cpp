@@ -59,6 +59,8 @@ std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, 
   static const auto pool_bwd = op<T(const T&, const T&)>("lenet_fast::tanh_pool_backward");
   static const auto conv_bwd_x = op<T(const T&, const T&, int64_t)>("lenet_fast::conv5x5_backward_input");
   static const auto conv_bwd_w = op<TT(const T&, const T&, int64_t)>("lenet_fast::conv5x5_backward_weight");
+  static const auto fused_bwd_w = op<TT(const T&, const T&, const T&, int64_t)>(
+      "lenet_fast::conv5x5_tanh_pool_backward_weight");
   const T &act1 = saved[0], &p1 = saved[1], &act2 = saved[2], &flat = saved[3], &h1 = saved[4],
           &h2 = saved[5];
   auto [df3w, df3b] = lin_bwd_w.call(grad, h2);
@@ -69,9 +71,16 @@ std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, 
   const T dp2 = lin_bwd_x.call(g1, f1w).view({act2.size(0), act2.size(1), act2.size(2) / 2, act2.size(3) / 2});
   const T dpre2 = pool_bwd.call(dp2, act2);
   auto [dw2, db2] = conv_bwd_w.call(dpre2, p1, 0);
-  const T dpre1 = pool_bwd.call(conv_bwd_x.call(dpre2, w2, 0), act1);
-  auto [dw1, db1] = conv_bwd_w.call(dpre1, x, padding);
-  T dx = input_grad ? conv_bwd_x.call(dpre1, w1, padding) : at::empty({0}, x.options());
+  const T dp1 = conv_bwd_x.call(dpre2, w2, 0);
+  T dw1, db1, dx;
+  if (input_grad) {  // dL/dx needs the full-resolution gradient anyway
+    const T dpre1 = pool_bwd.call(dp1, act1);
+    std::tie(dw1, db1) = conv_bwd_w.call(dpre1, x, padding);
+    dx = conv_bwd_x.call(dpre1, w1, padding);
+  } else {  // the usual case: the image needs no gradient, and conv1's never leaves the kernel
+    std::tie(dw1, db1) = fused_bwd_w.call(dp1, act1, x, padding);
+    dx = at::empty({0}, x.options());
+  }
   return {dx, dw1, db1, dw2, db2, df1w, df1b, df2w, df2b, df3w, df3b};
 }
 

@@ -18,6 +18,7 @@ void no_cuda_kernels(const c10::OperatorHandle& op, torch::jit::Stack*) {
 TORCH_LIBRARY_IMPL(lenet_fast, CUDA, m) {
   for (const char* name :
        {"conv5x5", "conv5x5_tanh_pool", "conv5x5_backward_input", "conv5x5_backward_weight",
+        "conv5x5_tanh_pool_backward_weight",
         "tanh_pool_backward", "avg_pool2x2", "avg_pool2x2_backward", "tanh", "tanh_backward",
         "linear", "linear_tanh", "linear_backward_input", "linear_backward_weight",
         "lenet5_forward"}) {

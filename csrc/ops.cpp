@@ -16,6 +16,11 @@ TORCH_LIBRARY(lenet_fast, m) {
   m.def("conv5x5_backward_input(Tensor grad, Tensor weight, int padding) -> Tensor");
   // (dL/dweight, dL/dbias) of conv5x5 from dL/dy and the input x
   m.def("conv5x5_backward_weight(Tensor grad, Tensor x, int padding) -> (Tensor, Tensor)");
+  // conv5x5_backward_weight of the fused op, from its pooled gradient and saved act, without
+  // writing the full-resolution gradient (what tanh_pool_backward would produce) to memory
+  m.def(
+      "conv5x5_tanh_pool_backward_weight(Tensor grad, Tensor act, Tensor x, int padding) "
+      "-> (Tensor, Tensor)");
   // dL/d(conv output) of the fused op: its pooled gradient back through the pool and tanh
   m.def("tanh_pool_backward(Tensor grad, Tensor act) -> Tensor");
 

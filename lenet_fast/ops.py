@@ -52,6 +52,12 @@ def _(grad, x, padding):
     return x.new_empty((oc, ic, KERNEL, KERNEL)), x.new_empty((oc,))
 
 
+@torch.library.register_fake("lenet_fast::conv5x5_tanh_pool_backward_weight")
+def _(grad, act, x, padding):
+    oc, ic = act.shape[1], x.shape[1]
+    return x.new_empty((oc, ic, KERNEL, KERNEL)), x.new_empty((oc,))
+
+
 @torch.library.register_fake("lenet_fast::tanh_pool_backward")
 def _(grad, act):
     return torch.empty_like(act, memory_format=torch.contiguous_format)

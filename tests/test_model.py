@@ -130,3 +130,17 @@ def test_torch_compile_fullgraph(device):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=name)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), stock(x), rtol=1e-5, atol=1e-5)
+
+
+def test_input_gradient(device):
+    """dL/dx (saliency maps, adversarial examples) through the whole-network backward."""
+    fast, stock = pair(device)
+    stock64 = copy.deepcopy(stock).double()
+    x = torch.randn(6, 1, 28, 28, device=device)
+    grads = []
+    for model, inp in ((fast, x), (stock, x), (stock64, x.double())):
+        inp = inp.clone().requires_grad_(True)
+        model(inp).square().sum().backward()
+        grads.append(inp.grad)
+    assert_matches_reference(*grads, name="dL/dx")
+    assert all(p.grad is not None for p in fast.parameters())

@@ -22,6 +22,8 @@ def samples(device):
         (O.conv5x5_backward_input, (r(3, 6, 28, 28), r(6, 1, 5, 5), 2)),
         (O.conv5x5_backward_weight, (r(3, 16, 10, 10), r(3, 6, 14, 14), 0)),
         (O.tanh_pool_backward, (r(3, 6, 14, 14), r(3, 6, 28, 28))),
+        (O.conv5x5_tanh_pool_backward_weight, (r(3, 6, 14, 14), r(3, 6, 28, 28), r(3, 1, 28, 28), 2)),
+        (O.conv5x5_tanh_pool_backward_weight, (r(2, 16, 2, 3), r(2, 16, 5, 7), r(2, 6, 9, 11), 0)),
         (O.avg_pool2x2, (r(3, 6, 28, 28, grad=True),)),
         (O.avg_pool2x2, (r(2, 3, 7, 9, grad=True),)),
         (O.avg_pool2x2_backward, (r(2, 3, 3, 4), 7, 9)),
@@ -49,7 +51,7 @@ def test_opcheck(device, index):
 
 def test_every_op_has_a_cpu_cuda_and_fake_kernel():
     names = [n for n in torch._C._dispatch_get_all_op_names() if n.startswith("lenet_fast::")]
-    assert len(names) == 16, names
+    assert len(names) == 17, names
     for name in names:
         for key in ("CPU", "CUDA", "Meta"):
             assert torch._C._dispatch_has_kernel_for_dispatch_key(name, key), f"{name} has no {key} kernel"

@@ -94,6 +94,21 @@ def test_fused_saved_activation(device, case):
     assert torch.equal(y, y2) and empty.numel() == 0
 
 
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_fused_weight_gradient(device, cpu_isa, case):
+    """conv5x5_tanh_pool_backward_weight == conv5x5_backward_weight(tanh_pool_backward(...))."""
+    ic, oc, h, w, pad = case
+    if h + 2 * pad < 6 or w + 2 * pad < 6:
+        pytest.skip("output too small to pool")
+    x, wt, b = conv_inputs(5, ic, oc, h, w, device)
+    _, act = O.conv5x5_tanh_pool(x, wt, b, pad, True)
+    g = torch.randn(5, oc, act.shape[2] // 2, act.shape[3] // 2, device=device)
+    ref = O.conv5x5_backward_weight(O.tanh_pool_backward(g, act), x, pad)
+    fused = O.conv5x5_tanh_pool_backward_weight(g, act, x, pad)
+    for a, r in zip(fused, ref):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
+
+
 def test_fused_backward_without_saved_activation(device):
     """Called directly with save_act=False, backward recomputes the activation."""
     x, wt, b = conv_inputs(4, 6, 16, 14, 14, device)

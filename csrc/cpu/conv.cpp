@@ -92,32 +92,24 @@ at::Tensor conv5x5_backward_input_cpu(const at::Tensor& grad, const at::Tensor& 
   return dx;
 }
 
-std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cpu(const at::Tensor& grad,
-                                                               const at::Tensor& x,
-                                                               int64_t padding) {
-  const char* op = "conv5x5_backward_weight";
-  check_float32(op, "grad", grad);
-  check_float32(op, "x", x);
-  check_devices(op, at::kCPU, {{"grad", &grad}, {"x", &x}});
-  check_dim(op, "grad", grad, 4, "(N, OC, Ho, Wo)");
-  check_dim(op, "x", x, 4, "(N, IC, H, W)");
-  check_padding(op, padding);
-  ConvShape s{x.size(0), x.size(1), x.size(2), x.size(3), grad.size(1), padding, 0, 0};
-  s.Ho = conv_out_extent(s.H, padding);
-  s.Wo = conv_out_extent(s.W, padding);
-  LF_CHECK(grad.size(0) == s.N && grad.size(2) == s.Ho && grad.size(3) == s.Wo && s.Ho >= 1 &&
-               s.Wo >= 1,
-           op, "expected grad of shape [", s.N, ", OC, ", s.Ho, ", ", s.Wo, "] for x ", x.sizes(),
-           " and padding ", padding, ", got grad ", grad.sizes());
+// Shared by conv5x5_backward_weight (grad at the conv output) and
+// conv5x5_tanh_pool_backward_weight (pooled grad + saved act, taken back inside the kernel).
+std::tuple<at::Tensor, at::Tensor> backward_weight_impl(const char* op, const at::Tensor& grad,
+                                                        const at::Tensor* act, const at::Tensor& x,
+                                                        int64_t padding) {
+  const ConvShape s = check_conv_weight_grad(op, grad, act, x, padding, at::kCPU);
   const int64_t Hp = s.H + 2 * padding, Wp = s.W + 2 * padding, K = s.IC * kTaps;
   check_image_size(op, s.IC, Hp, Wp);
-  at::Tensor dw = at::zeros({s.OC, s.IC, kKernel, kKernel}, x.options());
-  at::Tensor db = at::zeros({s.OC}, x.options());
-  if (s.N == 0 || s.OC == 0) return {dw, db};
+  if (s.N == 0 || s.OC == 0)
+    return {at::zeros({s.OC, s.IC, kKernel, kKernel}, x.options()), at::zeros({s.OC}, x.options())};
+  at::Tensor dw = at::empty({s.OC, s.IC, kKernel, kKernel}, x.options());  // written in full below
+  at::Tensor db = at::empty({s.OC}, x.options());
 
   const at::Tensor gc = grad.contiguous(), xc = x.contiguous();
+  const at::Tensor ac = act ? act->contiguous() : at::Tensor();
   cpu::ConvWeightGradArgs a{};
   a.grad = gc.data_ptr<float>();
+  a.act = act ? ac.data_ptr<float>() : nullptr;
   a.x = xc.data_ptr<float>();
   const std::vector<int32_t> taps = PackedConv::tap_offsets(s.IC, Hp, Wp);
   a.taps = taps.data();
@@ -157,6 +149,19 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cpu(const at::Tensor&
   return {dw, db};
 }
 
+std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cpu(const at::Tensor& grad,
+                                                               const at::Tensor& x,
+                                                               int64_t padding) {
+  return backward_weight_impl("conv5x5_backward_weight", grad, nullptr, x, padding);
+}
+
+std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_backward_weight_cpu(const at::Tensor& grad,
+                                                                         const at::Tensor& act,
+                                                                         const at::Tensor& x,
+                                                                         int64_t padding) {
+  return backward_weight_impl("conv5x5_tanh_pool_backward_weight", grad, &act, x, padding);
+}
+
 at::Tensor tanh_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& act) {
   const char* op = "tanh_pool_backward";
   check_float32(op, "grad", grad);
@@ -182,6 +187,7 @@ TORCH_LIBRARY_IMPL(lenet_fast, CPU, m) {
   m.impl("conv5x5_tanh_pool", &conv5x5_tanh_pool_cpu);
   m.impl("conv5x5_backward_input", &conv5x5_backward_input_cpu);
   m.impl("conv5x5_backward_weight", &conv5x5_backward_weight_cpu);
+  m.impl("conv5x5_tanh_pool_backward_weight", &conv5x5_tanh_pool_backward_weight_cpu);
   m.impl("tanh_pool_backward", &tanh_pool_backward_cpu);
 }
 

@@ -29,7 +29,10 @@ struct ConvForwardArgs {
 
 // Weight and bias gradients of the 5x5 convolution, accumulated over a range of images.
 struct ConvWeightGradArgs {
-  const float* grad;     // (N, OC, Ho, Wo): gradient at the convolution's output (before tanh/pool)
+  const float* grad;     // (N, OC, Ho, Wo): gradient at the convolution's output (before tanh/pool);
+                         // with act: the pooled gradient (N, OC, Ho/2, Wo/2) of the fused op
+  const float* act;      // nullptr, or the fused op's saved tanh (N, OC, Ho, Wo): the kernel then
+                         // takes the gradient back through pool and tanh itself
   const float* x;        // (N, IC, H, W)
   const int32_t* taps;   // as in ConvForwardArgs
   int64_t IC, H, W, OC, OCP, pad, Ho, Wo;

@@ -285,6 +285,17 @@ void conv_forward(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scrat
 // ------------------------------------------------------------------------------------------------
 // Convolution weight gradient
 
+// The gradient at conv output pixel (oc, y, x) of image n: read as is, or, for the fused op,
+// taken back through the 2x2 pool and tanh from the pooled gradient and the saved activation.
+LF_INLINE float conv_out_grad(const ConvWeightGradArgs& a, int64_t n, int64_t oc, int64_t yy,
+                              int64_t xx) {
+  if (!a.act) return a.grad[((n * a.OC + oc) * a.Ho + yy) * a.Wo + xx];
+  const int64_t Hq = a.Ho / 2, Wq = a.Wo / 2;
+  const bool in = yy < 2 * Hq && xx < 2 * Wq;
+  const float gq = in ? a.grad[((n * a.OC + oc) * Hq + yy / 2) * Wq + xx / 2] : 0.0f;
+  return tanh_pool_backward_f32(gq, a.act[((n * a.OC + oc) * a.Ho + yy) * a.Wo + xx], in);
+}
+
 template <int NV, int KB>
 void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
                          float* db, float* scratch) {
@@ -292,9 +303,9 @@ void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, fl
   float* gt = scratch + (a.pad ? a.IC * Hp * Wp : 0);  // (P, OCP): pixel-major, channels in lanes
   for (int64_t n = n0; n < n1; ++n) {
     const float* xp = padded_image(a.x + n * a.IC * a.H * a.W, a.IC, a.H, a.W, a.pad, scratch);
-    const float* g = a.grad + n * a.OC * P;
     for (int64_t p = 0; p < P; ++p)
-      for (int64_t oc = 0; oc < a.OCP; ++oc) gt[p * a.OCP + oc] = oc < a.OC ? g[oc * P + p] : 0.0f;
+      for (int64_t oc = 0; oc < a.OCP; ++oc)
+        gt[p * a.OCP + oc] = oc < a.OC ? conv_out_grad(a, n, oc, p / a.Wo, p % a.Wo) : 0.0f;
     for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8) {
       v8f s = v8f{};
       for (int64_t p = 0; p < P; ++p) s += load8(gt + p * a.OCP + oc0);
@@ -338,19 +349,18 @@ void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, fl
 template <int OCB, int KB>
 void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
                                   float* db, float* scratch) {
-  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, K = a.IC * kTaps;
+  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, K = a.IC * kTaps;
   const int64_t Q = (a.Ho * Wp + 7) / 8 * 8;
   float* xbuf = scratch;                        // padded image + slack
   float* gw = scratch + a.IC * Hp * Wp + kSlack;  // (OC, Q)
   for (int64_t n = n0; n < n1; ++n) {
     const float* xp = padded_image_copy(a.x + n * a.IC * a.H * a.W, a.IC, a.H, a.W, a.pad, xbuf);
-    const float* g = a.grad + n * a.OC * P;
     for (int64_t oc = 0; oc < a.OC; ++oc) {
       float* row = gw + oc * Q;
       float sum = 0.0f;
       for (int64_t yy = 0; yy < a.Ho; ++yy) {
         for (int64_t xx = 0; xx < Wp; ++xx) {
-          const float v = xx < a.Wo ? g[(oc * a.Ho + yy) * a.Wo + xx] : 0.0f;
+          const float v = xx < a.Wo ? conv_out_grad(a, n, oc, yy, xx) : 0.0f;
           row[yy * Wp + xx] = v;
           sum += v;
         }

@@ -302,17 +302,8 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cuda(const at::Tensor
                                                                 const at::Tensor& x,
                                                                 int64_t padding) {
   const char* op = "conv5x5_backward_weight";
-  check_float32(op, "grad", grad);
-  check_float32(op, "x", x);
-  check_devices(op, at::kCUDA, {{"grad", &grad}, {"x", &x}});
-  check_dim(op, "grad", grad, 4, "(N, OC, Ho, Wo)");
-  check_dim(op, "x", x, 4, "(N, IC, H, W)");
-  check_padding(op, padding);
-  const int64_t N = x.size(0), IC = x.size(1), H = x.size(2), W = x.size(3), OC = grad.size(1);
-  const int64_t Ho = conv_out_extent(H, padding), Wo = conv_out_extent(W, padding);
-  LF_CHECK(grad.size(0) == N && grad.size(2) == Ho && grad.size(3) == Wo && Ho >= 1 && Wo >= 1,
-           op, "expected grad of shape [", N, ", OC, ", Ho, ", ", Wo, "] for x ", x.sizes(),
-           " and padding ", padding, ", got grad ", grad.sizes());
+  const ConvShape s = check_conv_weight_grad(op, grad, nullptr, x, padding, at::kCUDA);
+  const int64_t N = s.N, IC = s.IC, H = s.H, W = s.W, OC = s.OC, Ho = s.Ho, Wo = s.Wo;
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor dw = at::zeros({OC, IC, kKernel, kKernel}, x.options());
   at::Tensor db = at::zeros({OC}, x.options());
@@ -340,9 +331,26 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cuda(const at::Tensor
   return {dw, db};
 }
 
+// The fused op's weight gradient: the pool + tanh backward, then the weight gradient (two
+// launches; the CPU kernel does both in one pass).
+std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_backward_weight_cuda(const at::Tensor& grad,
+                                                                          const at::Tensor& act,
+                                                                          const at::Tensor& x,
+                                                                          int64_t padding) {
+  const char* op = "conv5x5_tanh_pool_backward_weight";
+  const ConvShape s = check_conv_weight_grad(op, grad, &act, x, padding, at::kCUDA);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor gc = grad.contiguous(), ac = act.contiguous();
+  at::Tensor dpre = at::empty(act.sizes(), act.options());
+  launch_tanh_pool_backward(gc.data_ptr<float>(), ac.data_ptr<float>(), dpre.data_ptr<float>(),
+                            s.N * s.OC, s.Ho, s.Wo);
+  return conv5x5_backward_weight_cuda(dpre, x, padding);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lenet_fast, CUDA, m) {
+  m.impl("conv5x5_tanh_pool_backward_weight", &conv5x5_tanh_pool_backward_weight_cuda);
   m.impl("conv5x5", &conv5x5_cuda);
   m.impl("conv5x5_tanh_pool", &conv5x5_tanh_pool_cuda);
   m.impl("conv5x5_backward_input", &conv5x5_backward_input_cuda);
