@@ -133,7 +133,7 @@ def environment(device):
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "lenet_fast": lenet_fast.__version__,
+        "lenet_fast": info["version"],
         "cpu_isa": info["cpu_isa"],
         "python": platform.python_version(),
     }
