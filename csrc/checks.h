@@ -146,6 +146,54 @@ inline ConvShape check_conv_weight_grad(const char* op, const at::Tensor& grad,
   return s;
 }
 
+// conv5x5_backward_input: grad (N, OC, Ho, Wo) and weight (OC, IC, 5, 5); returns the input's
+// (H, W) = (Ho, Wo) + 4 - 2 padding.
+inline std::pair<int64_t, int64_t> check_conv_input_grad(const char* op, const at::Tensor& grad,
+                                                         const at::Tensor& w, int64_t padding,
+                                                         at::DeviceType kind) {
+  check_float32(op, "grad", grad);
+  check_conv_weight(op, w);
+  check_devices(op, kind, {{"grad", &grad}, {"weight", &w}});
+  check_dim(op, "grad", grad, 4, "(N, OC, Ho, Wo)");
+  check_padding(op, padding);
+  LF_CHECK(grad.size(1) == w.size(0), op, "expected grad with ", w.size(0),
+           " channels to match weight ", w.sizes(), ", got grad ", grad.sizes());
+  const int64_t H = grad.size(2) + kMaxPad - 2 * padding, W = grad.size(3) + kMaxPad - 2 * padding;
+  LF_CHECK(H >= 1 && W >= 1, op, "expected grad of at least ", 1 + 2 * padding, "x",
+           1 + 2 * padding, " with padding ", padding, ", got grad ", grad.sizes());
+  return {H, W};
+}
+
+// tanh_pool_backward: grad (N, C, H/2, W/2) pooled, act (N, C, H, W).
+inline void check_tanh_pool_backward(const char* op, const at::Tensor& grad, const at::Tensor& act,
+                                     at::DeviceType kind) {
+  check_float32(op, "grad", grad);
+  check_float32(op, "act", act);
+  check_devices(op, kind, {{"grad", &grad}, {"act", &act}});
+  check_dim(op, "act", act, 4, "(N, C, H, W)");
+  check_pooled_grad(op, grad, act.size(0), act.size(1), act.size(2), act.size(3));
+}
+
+// avg_pool2x2_backward: grad (N, C, H/2, W/2) for an input of H x W.
+inline void check_avg_pool_backward(const char* op, const at::Tensor& grad, int64_t H, int64_t W,
+                                    at::DeviceType kind) {
+  check_float32(op, "grad", grad);
+  check_devices(op, kind, {{"grad", &grad}});
+  check_dim(op, "grad", grad, 4, "(N, C, H/2, W/2)");
+  LF_CHECK(H >= 2 && W >= 2, op, "expected an input height and width of at least 2, got ", H,
+           " and ", W);
+  check_pooled_grad(op, grad, grad.size(0), grad.size(1), H, W);
+}
+
+// tanh_backward: grad and the saved output y, of one shape.
+inline void check_tanh_backward(const char* op, const at::Tensor& grad, const at::Tensor& y,
+                                at::DeviceType kind) {
+  check_float32(op, "grad", grad);
+  check_float32(op, "y", y);
+  check_devices(op, kind, {{"grad", &grad}, {"y", &y}});
+  check_same_shape(op, "grad", grad, "y", y);
+}
+
 inline void check_pool_input(const char* op, const at::Tensor& x) {
   check_dim(op, "x", x, 4, "(N, C, H, W)");
   LF_CHECK(x.size(2) >= 2 && x.size(3) >= 2, op, "expected H and W of at least 2, got x ",
@@ -173,6 +221,29 @@ inline void check_linear(const char* op, const at::Tensor& x, const at::Tensor& 
   check_devices(op, kind, {{"x", &x}, {"weight", &w}, {"bias", &b}});
   LF_CHECK(x.dim() >= 1, op, "expected x of shape (..., in_features), got a 0-D tensor");
   check_linear_shapes(op, x.size(-1), "x's last dimension", "weight", w, "bias", b);
+}
+
+// linear_backward_input: grad (..., J) and weight (J, K).
+inline void check_linear_input_grad(const char* op, const at::Tensor& grad, const at::Tensor& w,
+                                    at::DeviceType kind) {
+  check_float32(op, "grad", grad);
+  check_float32(op, "weight", w);
+  check_devices(op, kind, {{"grad", &grad}, {"weight", &w}});
+  check_dim(op, "weight", w, 2, "(out_features, in_features)");
+  LF_CHECK(grad.dim() >= 1 && grad.size(-1) == w.size(0), op,
+           "expected grad of shape (..., out_features = ", w.size(0), "), got ", grad.sizes());
+}
+
+// linear_backward_weight: grad (..., J) and x (..., K) with the same leading dimensions.
+inline void check_linear_weight_grad(const char* op, const at::Tensor& grad, const at::Tensor& x,
+                                     at::DeviceType kind) {
+  check_float32(op, "grad", grad);
+  check_float32(op, "x", x);
+  check_devices(op, kind, {{"grad", &grad}, {"x", &x}});
+  LF_CHECK(grad.dim() >= 1 && x.dim() == grad.dim() &&
+               x.sizes().slice(0, x.dim() - 1) == grad.sizes().slice(0, grad.dim() - 1),
+           op, "expected grad (..., out_features) and x (..., in_features) with the same leading "
+           "dimensions, got grad ", grad.sizes(), " and x ", x.sizes());
 }
 
 // The shape of a linear layer's output: x's leading dimensions, then J.

@@ -66,18 +66,9 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_cpu(const at::Tensor& x, co
 at::Tensor conv5x5_backward_input_cpu(const at::Tensor& grad, const at::Tensor& w,
                                       int64_t padding) {
   const char* op = "conv5x5_backward_input";
-  check_float32(op, "grad", grad);
-  check_conv_weight(op, w);
-  check_devices(op, at::kCPU, {{"grad", &grad}, {"weight", &w}});
-  check_dim(op, "grad", grad, 4, "(N, OC, Ho, Wo)");
-  check_padding(op, padding);
-  LF_CHECK(grad.size(1) == w.size(0), op, "expected grad with ", w.size(0),
-           " channels to match weight ", w.sizes(), ", got grad ", grad.sizes());
+  const auto [H, W] = check_conv_input_grad(op, grad, w, padding, at::kCPU);
   const int64_t N = grad.size(0), OC = w.size(0), IC = w.size(1), Ho = grad.size(2),
                 Wo = grad.size(3);
-  const int64_t H = Ho + kMaxPad - 2 * padding, W = Wo + kMaxPad - 2 * padding;
-  LF_CHECK(H >= 1 && W >= 1, op, "expected grad of at least ", 1 + 2 * padding, "x",
-           1 + 2 * padding, " with padding ", padding, ", got grad ", grad.sizes());
   at::Tensor dx = at::empty({N, IC, H, W}, grad.options());
   if (N == 0) return dx;
   const at::Tensor gc = grad.contiguous(), wc = w.contiguous();
@@ -164,11 +155,7 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_backward_weight_cpu(const a
 
 at::Tensor tanh_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& act) {
   const char* op = "tanh_pool_backward";
-  check_float32(op, "grad", grad);
-  check_float32(op, "act", act);
-  check_devices(op, at::kCPU, {{"grad", &grad}, {"act", &act}});
-  check_dim(op, "act", act, 4, "(N, C, H, W)");
-  check_pooled_grad(op, grad, act.size(0), act.size(1), act.size(2), act.size(3));
+  check_tanh_pool_backward(op, grad, act, at::kCPU);
   const at::Tensor gc = grad.contiguous(), ac = act.contiguous();
   at::Tensor d = at::empty(act.sizes(), act.options());
   const int64_t planes = act.size(0) * act.size(1), H = act.size(2), W = act.size(3);

@@ -36,12 +36,7 @@ at::Tensor linear_tanh_cpu(const at::Tensor& x, const at::Tensor& w, const at::T
 
 at::Tensor linear_backward_input_cpu(const at::Tensor& grad, const at::Tensor& w) {
   const char* op = "linear_backward_input";
-  check_float32(op, "grad", grad);
-  check_float32(op, "weight", w);
-  check_devices(op, at::kCPU, {{"grad", &grad}, {"weight", &w}});
-  check_dim(op, "weight", w, 2, "(out_features, in_features)");
-  LF_CHECK(grad.dim() >= 1 && grad.size(-1) == w.size(0), op,
-           "expected grad of shape (..., out_features = ", w.size(0), "), got ", grad.sizes());
+  check_linear_input_grad(op, grad, w, at::kCPU);
   const int64_t K = w.size(1), J = w.size(0);
   const at::Tensor g2 = grad.reshape({-1, J}).contiguous(), wc = w.contiguous();
   const int64_t N = g2.size(0);
@@ -57,13 +52,7 @@ at::Tensor linear_backward_input_cpu(const at::Tensor& grad, const at::Tensor& w
 std::tuple<at::Tensor, at::Tensor> linear_backward_weight_cpu(const at::Tensor& grad,
                                                               const at::Tensor& x) {
   const char* op = "linear_backward_weight";
-  check_float32(op, "grad", grad);
-  check_float32(op, "x", x);
-  check_devices(op, at::kCPU, {{"grad", &grad}, {"x", &x}});
-  LF_CHECK(grad.dim() >= 1 && x.dim() == grad.dim() &&
-               x.sizes().slice(0, x.dim() - 1) == grad.sizes().slice(0, grad.dim() - 1),
-           op, "expected grad (..., out_features) and x (..., in_features) with the same leading "
-           "dimensions, got grad ", grad.sizes(), " and x ", x.sizes());
+  check_linear_weight_grad(op, grad, x, at::kCPU);
   const int64_t K = x.size(-1), J = grad.size(-1);
   const at::Tensor g2 = grad.reshape({-1, J}).contiguous(), x2 = x.reshape({-1, K}).contiguous();
   const int64_t N = g2.size(0);

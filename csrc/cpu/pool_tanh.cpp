@@ -31,12 +31,7 @@ at::Tensor avg_pool2x2_cpu(const at::Tensor& x) {
 
 at::Tensor avg_pool2x2_backward_cpu(const at::Tensor& grad, int64_t H, int64_t W) {
   const char* op = "avg_pool2x2_backward";
-  check_float32(op, "grad", grad);
-  check_devices(op, at::kCPU, {{"grad", &grad}});
-  check_dim(op, "grad", grad, 4, "(N, C, H/2, W/2)");
-  LF_CHECK(H >= 2 && W >= 2, op, "expected an input height and width of at least 2, got ", H,
-           " and ", W);
-  check_pooled_grad(op, grad, grad.size(0), grad.size(1), H, W);
+  check_avg_pool_backward(op, grad, H, W, at::kCPU);
   const int64_t N = grad.size(0), C = grad.size(1);
   const at::Tensor gc = grad.contiguous();
   at::Tensor dx = at::empty({N, C, H, W}, grad.options());
@@ -60,10 +55,7 @@ at::Tensor tanh_cpu(const at::Tensor& x) {
 
 at::Tensor tanh_backward_cpu(const at::Tensor& grad, const at::Tensor& y) {
   const char* op = "tanh_backward";
-  check_float32(op, "grad", grad);
-  check_float32(op, "y", y);
-  check_devices(op, at::kCPU, {{"grad", &grad}, {"y", &y}});
-  check_same_shape(op, "grad", grad, "y", y);
+  check_tanh_backward(op, grad, y, at::kCPU);
   const at::Tensor gc = grad.contiguous(), yc = y.contiguous();
   at::Tensor dx = at::empty(y.sizes(), y.options());
   at::parallel_for(0, yc.numel(), kElementwiseGrain, [&](int64_t i0, int64_t i1) {

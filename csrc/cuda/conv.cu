@@ -276,17 +276,8 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_cuda(const at::Tensor& x, c
 at::Tensor conv5x5_backward_input_cuda(const at::Tensor& grad, const at::Tensor& w,
                                        int64_t padding) {
   const char* op = "conv5x5_backward_input";
-  check_float32(op, "grad", grad);
-  check_conv_weight(op, w);
-  check_devices(op, at::kCUDA, {{"grad", &grad}, {"weight", &w}});
-  check_dim(op, "grad", grad, 4, "(N, OC, Ho, Wo)");
-  check_padding(op, padding);
-  LF_CHECK(grad.size(1) == w.size(0), op, "expected grad with ", w.size(0),
-           " channels to match weight ", w.sizes(), ", got grad ", grad.sizes());
+  const auto [H, W] = check_conv_input_grad(op, grad, w, padding, at::kCUDA);
   const int64_t pad = kMaxPad - padding;
-  const int64_t H = conv_out_extent(grad.size(2), pad), W = conv_out_extent(grad.size(3), pad);
-  LF_CHECK(H >= 1 && W >= 1, op, "expected grad of at least ", 1 + 2 * padding, "x",
-           1 + 2 * padding, " with padding ", padding, ", got grad ", grad.sizes());
   const c10::cuda::CUDAGuard guard(grad.device());
   // dL/dx = conv(grad, rot180(W) with in/out channels swapped, padding 4 - p)
   const at::Tensor wf = w.flip({2, 3}).transpose(0, 1).contiguous();

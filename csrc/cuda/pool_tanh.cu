@@ -66,11 +66,7 @@ namespace {
 
 at::Tensor tanh_pool_backward_cuda(const at::Tensor& grad, const at::Tensor& act) {
   const char* op = "tanh_pool_backward";
-  check_float32(op, "grad", grad);
-  check_float32(op, "act", act);
-  check_devices(op, at::kCUDA, {{"grad", &grad}, {"act", &act}});
-  check_dim(op, "act", act, 4, "(N, C, H, W)");
-  check_pooled_grad(op, grad, act.size(0), act.size(1), act.size(2), act.size(3));
+  check_tanh_pool_backward(op, grad, act, at::kCUDA);
   const c10::cuda::CUDAGuard guard(act.device());
   const at::Tensor gc = grad.contiguous(), ac = act.contiguous();
   at::Tensor d = at::empty(act.sizes(), act.options());
@@ -98,12 +94,7 @@ at::Tensor avg_pool2x2_cuda(const at::Tensor& x) {
 
 at::Tensor avg_pool2x2_backward_cuda(const at::Tensor& grad, int64_t H, int64_t W) {
   const char* op = "avg_pool2x2_backward";
-  check_float32(op, "grad", grad);
-  check_devices(op, at::kCUDA, {{"grad", &grad}});
-  check_dim(op, "grad", grad, 4, "(N, C, H/2, W/2)");
-  LF_CHECK(H >= 2 && W >= 2, op, "expected an input height and width of at least 2, got ", H,
-           " and ", W);
-  check_pooled_grad(op, grad, grad.size(0), grad.size(1), H, W);
+  check_avg_pool_backward(op, grad, H, W, at::kCUDA);
   const c10::cuda::CUDAGuard guard(grad.device());
   const at::Tensor gc = grad.contiguous();
   at::Tensor dx = at::empty({grad.size(0), grad.size(1), H, W}, grad.options());
@@ -128,10 +119,7 @@ at::Tensor tanh_cuda(const at::Tensor& x) {
 
 at::Tensor tanh_backward_cuda(const at::Tensor& grad, const at::Tensor& y) {
   const char* op = "tanh_backward";
-  check_float32(op, "grad", grad);
-  check_float32(op, "y", y);
-  check_devices(op, at::kCUDA, {{"grad", &grad}, {"y", &y}});
-  check_same_shape(op, "grad", grad, "y", y);
+  check_tanh_backward(op, grad, y, at::kCUDA);
   const c10::cuda::CUDAGuard guard(y.device());
   const at::Tensor gc = grad.contiguous(), yc = y.contiguous();
   at::Tensor dx = at::empty(y.sizes(), y.options());
