@@ -2,6 +2,7 @@
 
     python -m lenet_fast.bench                 # quick CPU set: inference at 1/64/1024, training step at 64
     python -m lenet_fast.bench --json out.json
+    python -m lenet_fast.bench --device cuda  # adds fc1/fc2/fc3 fwd and fwd+bwd: native, Triton, stock
 
 Each case times its contenders in alternating rounds (A B A B ...), each round a block of
 iterations sized to about `--round-ms`, and reports the median per-iteration time over rounds,
@@ -113,6 +114,42 @@ def training_case(batch, device, **kw):
     return {"lenet_fast": run(fast), "stock eager": run(stock)}, TRAIN_FLOPS
 
 
+# (in_features, out_features, tanh) of fc1, fc2, fc3
+FC_LAYERS = {"fc1": (400, 120, True), "fc2": (120, 84, True), "fc3": (84, 10, False)}
+
+
+def fc_case(layer, backward):
+    """One fully connected layer, forward (or forward + backward): native kernels, Triton, stock."""
+    k, n, act = FC_LAYERS[layer]
+
+    def build(batch, device):
+        from lenet_fast import ops, triton_linear
+
+        x = torch.randn(batch, k, device=device, requires_grad=backward)
+        w = (torch.randn(n, k, device=device) / k**0.5).requires_grad_(backward)
+        b = torch.zeros(n, device=device, requires_grad=backward)
+        g = torch.randn(batch, n, device=device)
+        fns = {
+            "lenet_fast": (ops.linear_tanh if act else ops.linear),
+            "triton": lambda *a: triton_linear.triton_linear(*a, act),
+            "stock eager": (lambda *a: torch.tanh(F.linear(*a))) if act else F.linear,
+        }
+
+        def run(fn):
+            def f():
+                if backward:
+                    torch.autograd.grad(fn(x, w, b), (x, w, b), g)
+                else:
+                    with torch.no_grad():
+                        fn(x, w, b)
+            return f
+
+        flops = 2 * k * n * (3 if backward else 1)
+        return {name: run(fn) for name, fn in fns.items()}, flops
+
+    return build
+
+
 def run_cases(cases, device, rounds, round_ms):
     results = []
     for name, builder, batch in cases:
@@ -159,6 +196,7 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--round-ms", type=float, default=30.0)
     p.add_argument("--json", help="write results and environment to this path")
+    p.add_argument("--fc", action="store_true", help="add the per-layer fc cases (always on CUDA)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     cases = [
@@ -167,6 +205,12 @@ def main(argv=None):
         ("inference", inference_case, 1024),
         ("train step (Adam)", training_case, 64),
     ]
+    if device.type == "cuda" or args.fc:
+        # Triton runs on the CPU only in its interpreter, which is not worth timing.
+        for layer in FC_LAYERS:
+            for backward in (False, True):
+                for batch in (64, 1024, 65536):
+                    cases.append((f"{layer} {'fwd+bwd' if backward else 'fwd'}", fc_case(layer, backward), batch))
     env = environment(device)
     print(" ".join(f"{k}={v}" for k, v in env.items()))
     results = run_cases(cases, device, args.rounds, args.round_ms)

@@ -14,12 +14,33 @@ two autograd calls per step instead of ten forward and backward ones.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn as nn
 
 from . import ops
 
 _PADDING = {28: 2, 32: 0}  # the tutorial's Fashion-MNIST input, and LeNet-5's classic 32x32
+FC_BACKENDS = ("native", "triton")
+# "auto" resolves to native until the two have been measured side by side on a GPU: native is the
+# whole-network op (one call per forward and per backward); Triton needs per-layer calls.
+_AUTO_FC_BACKEND = "native"
+
+
+def _resolve_fc_backend(name: str | None) -> str:
+    name = name or os.environ.get("LENET_FAST_FC_BACKEND") or "auto"
+    name = _AUTO_FC_BACKEND if name == "auto" else name
+    if name not in FC_BACKENDS:
+        raise ValueError(f"LeNet5: fc_backend must be one of auto, {', '.join(FC_BACKENDS)} (argument or "
+                         f"LENET_FAST_FC_BACKEND), got {name!r}")
+    if name == "triton":
+        from . import triton_linear
+
+        if not triton_linear.HAVE_TRITON:
+            raise RuntimeError("LeNet5: fc_backend='triton' needs triton, which is not installed "
+                               "(pip install triton), or use fc_backend='native'")
+    return name
 
 
 class LeNet5(nn.Module):
@@ -29,10 +50,13 @@ class LeNet5(nn.Module):
         input_size: 28 (default; the tutorial's Fashion-MNIST model, conv1 padded by 2) or 32
             (the classic LeNet-5 table: conv1 unpadded, and fc1 then acts as the C5 layer).
         num_classes: outputs of fc3.
+        fc_backend: the fully connected layers' kernels: "native" (C++/CUDA), "triton", or
+            "auto" (default; currently native). None reads LENET_FAST_FC_BACKEND.
     """
 
-    def __init__(self, input_size: int = 28, num_classes: int = 10):
+    def __init__(self, input_size: int = 28, num_classes: int = 10, fc_backend: str | None = None):
         super().__init__()
+        self.fc_backend = _resolve_fc_backend(fc_backend)
         if input_size not in _PADDING:
             raise ValueError(f"LeNet5: input_size must be 28 or 32, got {input_size}")
         self.input_size = input_size
@@ -56,7 +80,20 @@ class LeNet5(nn.Module):
         c1, c2, f1, f2, f3 = (m[k]._parameters for k in ("conv1", "conv2", "fc1", "fc2", "fc3"))
         params = [c1["weight"], c1["bias"], c2["weight"], c2["bias"], f1["weight"], f1["bias"],
                   f2["weight"], f2["bias"], f3["weight"], f3["bias"]]
+        if self.fc_backend == "triton":
+            return self._forward_triton_fc(x, params, m["conv1"].padding[0])
         return ops.lenet5_forward(x, params, m["conv1"].padding[0])
 
+    @staticmethod
+    def _forward_triton_fc(x, params, padding):
+        from .triton_linear import triton_linear
+
+        c1w, c1b, c2w, c2b, f1w, f1b, f2w, f2b, f3w, f3b = params
+        x = ops.conv5x5_tanh_pool(x, c1w, c1b, padding)
+        x = ops.conv5x5_tanh_pool(x, c2w, c2b, 0).flatten(1)
+        x = triton_linear(x, f1w, f1b, True)
+        x = triton_linear(x, f2w, f2b, True)
+        return triton_linear(x, f3w, f3b, False)
+
     def extra_repr(self) -> str:
-        return f"input_size={self.input_size}"
+        return f"input_size={self.input_size}, fc_backend={self.fc_backend!r}"

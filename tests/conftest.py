@@ -1,5 +1,12 @@
+import os
+
 import pytest
 import torch
+
+# Triton has no CPU backend: without a GPU its kernels run in the interpreter, which must be chosen
+# before triton is first imported (lenet_fast imports it only when its Triton path is used).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import lenet_fast
 from lenet_fast import _C

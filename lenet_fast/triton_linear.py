@@ -1,0 +1,202 @@
+"""Triton alternative for LeNet-5's fully connected layers: y = tanh(x W^T + b) (fc1, fc2) and
+y = x W^T + b (fc3), forward and backward, as custom ops `lenet_fast::triton_linear` and
+`lenet_fast::triton_linear_backward` (torch.library.triton_op + wrap_triton, so torch.compile
+traces into the kernels).
+
+One tiled matmul kernel, C = A . B with strided operands, serves all three products:
+    forward  y  (M, N) = x (M, K) . W^T            + bias, tanh in fp32 before the store
+    dL/dx    dx (M, K) = gpre (M, N) . W
+    dL/dW    dW (N, K) = gpre^T . x                 two passes: per-chunk partials over the batch,
+    dL/db    db (N)    = sum_m gpre                 then an in-order sum (deterministic, no atomics)
+where gpre = g * (1 - y^2) is formed while the gradient tile is loaded (tanh's derivative from the
+saved output). Block sizes are fixed for LeNet's widths (120, 84, 10): 32x32x32 tiles; a longer
+autotune list would mostly add compile time at these sizes.
+
+Triton has no CPU backend: on CPU tensors the kernels run in Triton's interpreter, which needs
+TRITON_INTERPRET=1 set before triton is imported (the tests do this).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+try:
+    import triton
+    import triton.language as tl
+
+    HAVE_TRITON = True
+except ImportError:  # pragma: no cover - triton ships with CUDA builds of torch
+    HAVE_TRITON = False
+
+BLOCK_M, BLOCK_N, BLOCK_K = 32, 32, 32
+CHUNK = 256  # batch rows per dW/db partial
+
+
+def available(device: torch.device | str | None = None) -> tuple[bool, str]:
+    """Whether the Triton kernels can run on `device`, and if not, why."""
+    if not HAVE_TRITON:
+        return False, "triton is not installed (pip install triton)"
+    dev = torch.device(device) if device is not None else None
+    if dev is not None and dev.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return False, ("Triton has no CPU backend; for CPU tensors set TRITON_INTERPRET=1 before "
+                       "triton is imported (slow: meant for tests), or use CUDA tensors")
+    return True, ""
+
+
+if HAVE_TRITON:
+
+    @triton.jit
+    def _tanh(x):
+        # The split of csrc/math.h: x + x^3 P(x^2) below 0.625, 1 - 2 / (e^{2|x|} + 1) above.
+        ax = tl.abs(x)
+        z = x * x
+        p = 0.0021437746472656727
+        p = p * z - 0.008178940042853355
+        p = p * z + 0.021701669320464134
+        p = p * z - 0.05394702032208443
+        p = p * z + 0.13333208858966827
+        p = p * z - 0.3333333134651184
+        small = x + x * z * p
+        v = ax + ax
+        v = tl.where(v < 88.0, v, 88.0)
+        big = 1.0 - 2.0 / (tl.exp(v) + 1.0)
+        big = tl.where(x < 0, -big, big)
+        return tl.where(ax >= 0.625, big, small)
+
+    @triton.jit
+    def _matmul_kernel(
+        a_ptr, y_ptr,        # A (M, K) by strides (sam, sak); y: saved tanh output with A's strides, if HAS_Y
+        b_ptr,               # B (K, N) by strides (sbk, sbn)
+        c_ptr,               # C (chunks, M, N) by strides (scc, scm, scn)
+        bias_ptr,            # (N) if HAS_BIAS
+        colsum_ptr,          # (chunks, M): sums of A over K, if COLSUM (db of dW's pass)
+        M, N, K, k_chunk,
+        sam, sak, sbk, sbn, scc, scm, scn,
+        HAS_Y: tl.constexpr, HAS_BIAS: tl.constexpr, APPLY_TANH: tl.constexpr,
+        COLSUM: tl.constexpr,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):
+        pid_m = tl.program_id(0)
+        pid_n = tl.program_id(1)
+        chunk = tl.program_id(2)  # the reduction is cut into chunks of k_chunk (dW's batch split)
+        rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        k_begin = chunk * k_chunk
+        k_end = tl.minimum(k_begin + k_chunk, K)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        rowsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        for k0 in range(k_begin, k_end, BLOCK_K):
+            rk = k0 + tl.arange(0, BLOCK_K)
+            a_mask = (rm[:, None] < M) & (rk[None, :] < k_end)
+            a_off = rm[:, None] * sam + rk[None, :] * sak
+            a = tl.load(a_ptr + a_off, mask=a_mask, other=0.0)
+            if HAS_Y:  # tanh's derivative from the saved output
+                y = tl.load(y_ptr + a_off, mask=a_mask, other=0.0)
+                a = a * (1.0 - y * y)
+            b = tl.load(b_ptr + rk[:, None] * sbk + rn[None, :] * sbn,
+                        mask=(rk[:, None] < k_end) & (rn[None, :] < N), other=0.0)
+            acc += tl.dot(a, b, input_precision="ieee")
+            if COLSUM:
+                rowsum += tl.sum(a, axis=1)
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + rn, mask=rn < N, other=0.0)[None, :]
+        if APPLY_TANH:
+            acc = _tanh(acc)
+        c_mask = (rm[:, None] < M) & (rn[None, :] < N)
+        tl.store(c_ptr + chunk * scc + rm[:, None] * scm + rn[None, :] * scn, acc, mask=c_mask)
+        if COLSUM:
+            if pid_n == 0:
+                tl.store(colsum_ptr + chunk * M + rm, rowsum, mask=rm < M)
+
+
+def _check(op: str, **tensors: Tensor) -> None:
+    first_name, first = next(iter(tensors.items()))
+    for name, t in tensors.items():
+        if t.dtype != torch.float32:
+            raise RuntimeError(f"lenet_fast::{op}: expected {name} to be float32, got {t.dtype}")
+        if t.device != first.device:
+            raise RuntimeError(f"lenet_fast::{op}: expected all tensors on the same device, got "
+                               f"{first_name} on {first.device} and {name} on {t.device}")
+    ok, why = available(first.device)
+    if not ok:
+        raise RuntimeError(f"lenet_fast::{op}: {why}")
+
+
+def _grid(m, n, chunks=1):
+    return (triton.cdiv(m, BLOCK_M), triton.cdiv(n, BLOCK_N), chunks)
+
+
+@torch.library.triton_op("lenet_fast::triton_linear", mutates_args=())
+def triton_linear(x: Tensor, weight: Tensor, bias: Tensor, apply_tanh: bool) -> Tensor:
+    """act(x W^T + b) for x (..., K), weight (N, K), bias (N); act = tanh if apply_tanh."""
+    _check("triton_linear", x=x, weight=weight, bias=bias)
+    if weight.dim() != 2 or x.dim() < 1 or x.shape[-1] != weight.shape[1] or bias.shape != (weight.shape[0],):
+        raise RuntimeError(f"lenet_fast::triton_linear: expected x (..., {weight.shape[-1]}), weight "
+                           f"(out, in) and bias (out,), got x {tuple(x.shape)}, weight "
+                           f"{tuple(weight.shape)}, bias {tuple(bias.shape)}")
+    n_out, k = weight.shape
+    x2 = x.reshape(-1, k)
+    m = x2.shape[0]
+    y = torch.empty((m, n_out), device=x.device, dtype=torch.float32)
+    if m > 0:
+        torch.library.wrap_triton(_matmul_kernel)[_grid(m, n_out)](
+            x2, x2, weight, y, bias, y, m, n_out, k, max(k, 1),
+            x2.stride(0), x2.stride(1), weight.stride(1), weight.stride(0), 0, y.stride(0), y.stride(1),
+            HAS_Y=False, HAS_BIAS=True, APPLY_TANH=apply_tanh, COLSUM=False,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+    return y.view(*x.shape[:-1], n_out)
+
+
+@torch.library.triton_op("lenet_fast::triton_linear_backward", mutates_args=())
+def triton_linear_backward(grad: Tensor, x: Tensor, weight: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, dweight, dbias) of triton_linear, from its output gradient and, for tanh, its output y."""
+    tensors = dict(grad=grad, x=x, weight=weight) | ({"y": y} if y is not None else {})
+    _check("triton_linear_backward", **tensors)
+    n_out, k = weight.shape
+    g2 = grad.reshape(-1, n_out)
+    x2 = x.reshape(-1, k)
+    y2 = y.reshape(-1, n_out) if y is not None else g2
+    if y is not None and y2.stride() != g2.stride():
+        y2, g2 = y2.contiguous(), g2.contiguous()
+    m = g2.shape[0]
+    dx = torch.empty((m, k), device=x.device, dtype=torch.float32)
+    chunks = max(1, triton.cdiv(m, CHUNK))
+    dw_part = torch.empty((chunks, n_out, k), device=x.device, dtype=torch.float32)
+    db_part = torch.empty((chunks, n_out), device=x.device, dtype=torch.float32)
+    kern = torch.library.wrap_triton(_matmul_kernel)
+    if m > 0:
+        # dx = gpre . W: A = gpre (m, n_out), B(j, c) = W[j, c]
+        kern[_grid(m, k)](
+            g2, y2, weight, dx, weight, dx, m, k, n_out, max(n_out, 1),
+            g2.stride(0), g2.stride(1), weight.stride(0), weight.stride(1), 0, dx.stride(0), dx.stride(1),
+            HAS_Y=y is not None, HAS_BIAS=False, APPLY_TANH=False, COLSUM=False,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+        # dW partials: A(j, r) = gpre[r, j] over a chunk of rows r, B(r, c) = x[r, c]
+        kern[_grid(n_out, k, chunks)](
+            g2, y2, x2, dw_part, weight, db_part, n_out, k, m, CHUNK,
+            g2.stride(1), g2.stride(0), x2.stride(0), x2.stride(1),
+            dw_part.stride(0), dw_part.stride(1), dw_part.stride(2),
+            HAS_Y=y is not None, HAS_BIAS=False, APPLY_TANH=False, COLSUM=True,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+        dw, db = dw_part.sum(0), db_part.sum(0)  # second pass: partials added in chunk order
+    else:
+        dw = torch.zeros_like(weight)
+        db = torch.zeros((n_out,), device=x.device, dtype=torch.float32)
+    return dx.view(*x.shape[:-1], k), dw, db
+
+
+def _setup(ctx, inputs, output):
+    x, weight, _, apply_tanh = inputs
+    ctx.save_for_backward(x, weight, output if apply_tanh else None)
+
+
+def _backward(ctx, grad):
+    x, weight, y = ctx.saved_tensors
+    dx, dw, db = triton_linear_backward(grad, x, weight, y)
+    need = ctx.needs_input_grad
+    return (dx if need[0] else None), (dw if need[1] else None), (db if need[2] else None), None
+
+
+triton_linear.register_autograd(_backward, setup_context=_setup)
