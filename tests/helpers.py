@@ -64,3 +64,23 @@ def compare_with_stock(ours_fn, stock_fn, inputs, name):
     assert_matches_reference(out, out32, out64, f"{name} forward")
     for i, (g, g32, g64) in enumerate(zip(grads, grads32, grads64)):
         assert_matches_reference(g, g32, g64, f"{name} grad of input {i}")
+
+
+def compare_model_with_stock(fast, stock, x, name=""):
+    """Logits and every parameter's gradient of a cross-entropy step: fast (float32) against the
+    stock model in float32 and float64; stock must hold the same weights."""
+    import copy
+
+    import torch.nn.functional as F
+
+    stock64 = copy.deepcopy(stock).double()
+    labels = torch.randint(0, 10, (x.shape[0],), device=x.device)
+    outs, grads = [], []
+    for model, inp in ((fast, x), (stock, x), (stock64, x.double())):
+        out = model(inp)
+        F.cross_entropy(out, labels).backward()
+        outs.append(out)
+        grads.append({k: p.grad for k, p in model.named_parameters()})
+    assert_matches_reference(*outs, name=f"logits{name}")
+    for key in grads[0]:
+        assert_matches_reference(grads[0][key], grads[1][key], grads[2][key], name=f"grad {key}{name}")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from lenet_fast import LeNet5, TorchLeNet5
-from helpers import assert_matches_reference
+from helpers import assert_matches_reference, compare_model_with_stock
 
 
 def pair(device, seed=0):
@@ -45,18 +45,7 @@ def test_state_dict_round_trips_both_ways():
 @pytest.mark.parametrize("n", [1, 5, 64, 513])
 def test_logits_and_every_gradient(device, n):
     fast, stock = pair(device)
-    stock64 = copy.deepcopy(stock).double()
-    x = torch.randn(n, 1, 28, 28, device=device)
-    labels = torch.randint(0, 10, (n,), device=device)
-    outs, grads = [], []
-    for model, inp in ((fast, x), (stock, x), (stock64, x.double())):
-        out = model(inp)
-        F.cross_entropy(out, labels).backward()
-        outs.append(out)
-        grads.append({k: p.grad for k, p in model.named_parameters()})
-    assert_matches_reference(*outs, name="logits")
-    for name in grads[0]:
-        assert_matches_reference(grads[0][name], grads[1][name], grads[2][name], name=f"grad {name}")
+    compare_model_with_stock(fast, stock, torch.randn(n, 1, 28, 28, device=device))
 
 
 def test_inference_path_matches_training_path(device):

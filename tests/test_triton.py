@@ -1,14 +1,12 @@
 """The Triton fully connected layers (lenet_fast.triton_linear): on CPU tensors they run in
 Triton's interpreter (conftest sets TRITON_INTERPRET=1), on CUDA tensors as compiled kernels."""
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from lenet_fast import LeNet5, TorchLeNet5
 from lenet_fast import triton_linear as T
-from helpers import assert_matches_reference, compare_with_stock
+from helpers import compare_model_with_stock, compare_with_stock
 
 pytestmark = pytest.mark.skipif(not T.HAVE_TRITON, reason="triton is not installed")
 
@@ -50,18 +48,8 @@ def test_model_with_triton_fc_matches_stock(device):
     fast = LeNet5(fc_backend="triton").to(device)
     stock = TorchLeNet5().to(device)
     stock.load_state_dict(fast.state_dict())
-    stock64 = copy.deepcopy(stock).double()
     x = torch.randn(5, 1, 28, 28, device=device)
-    labels = torch.randint(0, 10, (5,), device=device)
-    outs, grads = [], []
-    for model, inp in ((fast, x), (stock, x), (stock64, x.double())):
-        out = model(inp)
-        F.cross_entropy(out, labels).backward()
-        outs.append(out)
-        grads.append({k: p.grad for k, p in model.named_parameters()})
-    assert_matches_reference(*outs, name="logits (triton fc)")
-    for name in grads[0]:
-        assert_matches_reference(grads[0][name], grads[1][name], grads[2][name], name=f"grad {name} (triton fc)")
+    compare_model_with_stock(fast, stock, x, name=" (triton fc)")
     with torch.no_grad():
         torch.testing.assert_close(fast(x), stock(x), rtol=1e-5, atol=1e-5)
 
