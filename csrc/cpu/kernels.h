@@ -17,7 +17,7 @@ namespace cpu {
 struct ConvForwardArgs {
   const float* x;        // (N, IC, H, W) contiguous
   const float* wt;       // (IC*25, OCP) packed: wt[(ic*25 + kh*5 + kw)*OCP + oc], zero for oc >= OC
-  const float* w;        // fused with OC <= 8 only: (OC, IC*25), selects the pixel-lane kernel
+  const float* w;        // (OC, IC*25), read by the fused kernel when OC <= 8 (pixel lanes)
   const float* bias;     // (OCP) zero-padded, or nullptr for none
   const int32_t* taps;   // (IC*25) offset of each tap into the padded image: ic*Hp*Wp + kh*Wp + kw
   float* y;              // plain: (N, OC, Ho, Wo); fused: (N, OC, Ho/2, Wo/2)

@@ -257,17 +257,17 @@ void conv_forward_nv(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* sc
   const int64_t Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, Pq = (a.Ho / 2) * (a.Wo / 2);
   for (int64_t n = n0; n < n1; ++n) {
     const float* img = a.x + n * a.IC * a.H * a.W;
-    if (a.fused && a.w) {  // pixel lanes: always copy, for the slack its loads rely on
-      const float* xp = padded_image_copy(img, a.IC, a.H, a.W, a.pad, scratch);
-      conv_fused_pixel_lanes<6>(a, xp, Wp, a.w, a.y + n * a.OC * Pq,
-                                a.act ? a.act + n * a.OC * P : nullptr);
-      continue;
+    float* act = a.act ? a.act + n * a.OC * P : nullptr;
+    if constexpr (NV == 1) {  // up to 8 channels: the fused kernel puts pixels in the lanes
+      if (a.fused) {          // (always a copy, for the slack its loads rely on)
+        const float* xp = padded_image_copy(img, a.IC, a.H, a.W, a.pad, scratch);
+        conv_fused_pixel_lanes<6>(a, xp, Wp, a.w, a.y + n * a.OC * Pq, act);
+        continue;
+      }
     }
     const float* xp = padded_image(img, a.IC, a.H, a.W, a.pad, scratch);
     if (a.fused) {
-      // 8 accumulators either way: two windows of 8 channels, or one window of 16.
-      conv_fused_image<NV, NV == 1 ? 2 : 1>(a, xp, Wp, a.y + n * a.OC * Pq,
-                                            a.act ? a.act + n * a.OC * P : nullptr);
+      conv_fused_image<NV, 1>(a, xp, Wp, a.y + n * a.OC * Pq, act);  // 16 channels x 1 window
     } else {
       for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8 * NV)
         conv_pixels<NV, NV == 1 ? 8 : 6>(a, xp, Wp, oc0, 0, P, a.y + n * a.OC * P, false);
@@ -395,10 +395,8 @@ void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64
 
 void conv_weight_grad(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt, float* db,
                       float* scratch) {
-  if (a.OC <= 8)
+  if (a.OC <= 8)  // oc_tile 8: pixel lanes
     conv_weight_grad_pixel_lanes<6, 2>(a, n0, n1, dwt, db, scratch);
-  else if (a.oc_tile == 8)
-    conv_weight_grad_nv<1, 8>(a, n0, n1, dwt, db, scratch);
   else
     conv_weight_grad_nv<2, 4>(a, n0, n1, dwt, db, scratch);
 }
