@@ -1,51 +1,268 @@
-"""Benchmarks of lenet_fast against stock PyTorch, contenders interleaved in one run.
+"""Benchmarks of lenet_fast against stock PyTorch (eager and torch.compile), contenders interleaved.
 
-    python -m lenet_fast.bench                 # quick CPU set: inference at 1/64/1024, training step at 64
-    python -m lenet_fast.bench --json out.json
-    python -m lenet_fast.bench --device cuda  # adds fc1/fc2/fc3 fwd and fwd+bwd: native, Triton, stock
+    python -m lenet_fast.bench                   # quick set (~1 min on a 2-core CPU)
+    python -m lenet_fast.bench --full            # every case: model, training step, each fused op
+    python -m lenet_fast.bench --full --device cuda --json out.json   # also writes out.png
+    python -m lenet_fast.bench --case "train" --batch 64 --no-compile
 
-Each case times its contenders in alternating rounds (A B A B ...), each round a block of
-iterations sized to about `--round-ms`, and reports the median per-iteration time over rounds,
-images/s, achieved GFLOP/s and the ratio to stock eager. Weights are identical across contenders.
+Contenders, all with identical weights:
+    lenet_fast                       the package's model / op (native C++ or CUDA kernels)
+    lenet_fast triton                fc layers in Triton (CUDA only: on the CPU Triton only interprets)
+    stock eager                      the tutorial's nn-module LeNet-5, or the op's torch equivalent
+    stock compile                    the same under torch.compile (default mode, static shapes)
+    stock compile (reduce-overhead)  CUDA only: torch.compile with CUDA graphs
+
+Cases: whole-model inference at batch 1, 64, 1024, 16384 (and 65536 on CUDA); a training step
+(forward, CrossEntropyLoss, backward, Adam) at 64 and 1024; each fused op forward and
+forward+backward (conv+tanh+pool for conv1 and conv2, linear+tanh for fc1 and fc2, linear for fc3).
+
+Method: each case warms every contender up (compiling where needed), then times them in
+alternating rounds (A B C A B C ...), each round a block of iterations sized to about --round-ms,
+and reports the median of the per-round means. CUDA rounds are timed with CUDA events; CPU rounds
+with perf_counter. "vs eager" is stock eager's median over the contender's; "vs compile" is the
+best stock compile median over the contender's (both > 1 mean the contender is faster).
+GFLOP/s counts a multiply-add as 2 FLOPs and ignores bias, tanh and pooling.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 import lenet_fast
-from lenet_fast import LeNet5, TorchLeNet5
+from lenet_fast import LeNet5, TorchLeNet5, ops
 
-# FLOPs per image (multiply-adds count 2): conv1 235,200 + conv2 480,000 + fc1 96,000 + fc2 20,160
-# + fc3 1,680, plus bias/tanh/pool ~ 0.83 MFLOP forward; backward ~ 2x the multiply-adds.
-FWD_FLOPS = 2 * (6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + 400 * 120 + 120 * 84 + 84 * 10)
-TRAIN_FLOPS = 3 * FWD_FLOPS - 2 * 6 * 28 * 28 * 25  # no input gradient for conv1
+FORMAT = 2  # of the JSON this writes; benchmarks/report.py reads this format only
+
+# Multiply-adds per image of each layer (28x28 input, conv1 padded by 2).
+MACS = {"conv1": 6 * 28 * 28 * 25, "conv2": 16 * 10 * 10 * 150, "fc1": 400 * 120, "fc2": 120 * 84, "fc3": 84 * 10}
+FWD_FLOPS = 2 * sum(MACS.values())  # ~0.83 MFLOP per image
+# Backward: a weight gradient for every layer and an input gradient for all but conv1.
+TRAIN_FLOPS = 3 * FWD_FLOPS - 2 * MACS["conv1"]  # ~2.26 MFLOP per image
+
+EAGER = "stock eager"
+COMPILE = "stock compile"
+COMPILE_RO = "stock compile (reduce-overhead)"
+
+Fn = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # e.g. "inference", "train step", "conv2+tanh+pool fwd+bwd"
+    batch: int
+    flops: int  # per image
+    build: Callable[[int, torch.device, tuple], dict]  # (batch, device, compile modes) -> {contender: fn}
+    kind: str = "model"  # "model", "train" or "op"
 
 
 @dataclass
 class Result:
+    device: str
     case: str
-    contender: str
     batch: int
+    contender: str
     median_s: float
     images_per_s: float
     gflops: float
-    ratio_vs_stock: float = float("nan")
+    vs_eager: float
+    vs_compile: float
+    iters_per_round: int
+    samples_s: list = field(default_factory=list)
 
+
+# ---------------------------------------------------------------------------- contenders
+
+def compile_modes(device: torch.device) -> tuple:
+    """(contender name, torch.compile mode) pairs for this device."""
+    modes = ((COMPILE, None),)
+    if device.type == "cuda":
+        modes += ((COMPILE_RO, "reduce-overhead"),)
+    return modes
+
+
+def _compiled(fn, mode):
+    # Static shapes: each case compiles for its own batch, as a user compiling for one batch would.
+    return torch.compile(fn, mode=mode, dynamic=False)
+
+
+def _step_begin(name):
+    """CUDA-graph contenders must be told where an iteration starts (their outputs are reused)."""
+    if name == COMPILE_RO:
+        return torch.compiler.cudagraph_mark_step_begin
+    return lambda: None
+
+
+def _triton_ok(device) -> bool:
+    from lenet_fast import triton_linear
+
+    return device.type == "cuda" and triton_linear.available(device)[0]
+
+
+def contender_names(case: Case, device: torch.device, modes) -> list[str]:
+    """The contenders `case.build` returns on this device, in order, without building them."""
+    names = ["lenet_fast"]
+    if _triton_ok(device) and (case.kind != "op" or "linear" in case.name):
+        names.append("lenet_fast triton")
+    return names + [EAGER] + [name for name, _ in modes]
+
+
+def _models(device, modes, seed=0):
+    """{contender: model}, every one with the same weights (separate copies: training mutates them)."""
+    torch.manual_seed(seed)
+    fast = LeNet5().to(device)
+    stock = TorchLeNet5().to(device)
+    stock.load_state_dict(fast.state_dict())
+    models = {"lenet_fast": fast}
+    if _triton_ok(device):
+        t = LeNet5(fc_backend="triton").to(device)
+        t.load_state_dict(fast.state_dict())
+        models["lenet_fast triton"] = t
+    models[EAGER] = stock
+    for name, mode in modes:
+        models[name] = _compiled(copy.deepcopy(stock), mode)
+    return models
+
+
+def inference_case(batch, device, modes):
+    x = torch.randn(batch, 1, 28, 28, device=device)
+
+    def run(name, model):
+        begin = _step_begin(name)
+
+        def f():
+            with torch.no_grad():
+                begin()
+                return model(x)
+        return f
+
+    return {name: run(name, m) for name, m in _models(device, modes).items()}
+
+
+def training_case(batch, device, modes):
+    x = torch.randn(batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def run(name, model):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        begin = _step_begin(name)
+
+        def f():
+            begin()
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        return f
+
+    return {name: run(name, m) for name, m in _models(device, modes).items()}
+
+
+def _conv_stock(padding):
+    def f(x, w, b):
+        return F.avg_pool2d(torch.tanh(F.conv2d(x, w, b, padding=padding)), 2)
+    return f
+
+
+def _fc_stock(x, w, b):
+    return torch.tanh(F.linear(x, w, b))
+
+
+# name: (input shape per image, weight shape, conv padding or None for linear, tanh, input needs grad)
+OPS = {
+    "conv1+tanh+pool": ((1, 28, 28), (6, 1, 5, 5), 2, True, False),
+    "conv2+tanh+pool": ((6, 14, 14), (16, 6, 5, 5), 0, True, True),
+    "fc1 linear+tanh": ((400,), (120, 400), None, True, True),
+    "fc2 linear+tanh": ((120,), (84, 120), None, True, True),
+    "fc3 linear": ((84,), (10, 84), None, False, True),
+}
+
+
+def op_flops(op: str, backward: bool) -> int:
+    """FLOPs per image of one fused op, forward or forward + backward."""
+    _, _, _, _, input_grad = OPS[op]
+    macs = MACS[op.split("+")[0].split()[0]]
+    return 2 * macs * ((2 + input_grad) if backward else 1)
+
+
+def op_case(op: str, backward: bool):
+    """Builds one fused op's contenders: lenet_fast's op, Triton (fc, CUDA), its torch equivalent."""
+    in_shape, w_shape, padding, act, input_grad = OPS[op]
+
+    def build(batch, device, modes):
+        x = torch.randn(batch, *in_shape, device=device, requires_grad=backward and input_grad)
+        fan_in = w_shape[1] * (25 if padding is not None else 1)
+        w = (torch.randn(w_shape, device=device) / fan_in**0.5).requires_grad_(backward)
+        b = (0.1 * torch.randn(w_shape[0], device=device)).requires_grad_(backward)
+        if padding is not None:
+            fns = {"lenet_fast": lambda x, w, b: ops.conv5x5_tanh_pool(x, w, b, padding)}
+            stock = _conv_stock(padding)
+        else:
+            fns = {"lenet_fast": ops.linear_tanh if act else ops.linear}
+            if _triton_ok(device):
+                from lenet_fast.triton_linear import triton_linear
+
+                fns["lenet_fast triton"] = lambda x, w, b: triton_linear(x, w, b, act)
+            stock = _fc_stock if act else F.linear
+        fns[EAGER] = stock
+        for name, mode in modes:
+            fns[name] = _compiled(stock, mode)
+        inputs = tuple(t for t in (x, w, b) if t.requires_grad)
+        grad = torch.randn_like(stock(x, w, b)).detach() if backward else None
+
+        def run(name, fn):
+            begin = _step_begin(name)
+
+            def f():
+                begin()
+                if backward:
+                    return torch.autograd.grad(fn(x, w, b), inputs, grad)
+                with torch.no_grad():
+                    return fn(x, w, b)
+            return f
+
+        return {name: run(name, fn) for name, fn in fns.items()}
+
+    return build
+
+
+# ------------------------------------------------------------------------------- cases
+
+def cases(device: torch.device, full: bool) -> list[Case]:
+    """The quick set, or with full=True every case, for one device."""
+    if not full:
+        return [Case("inference", b, FWD_FLOPS, inference_case) for b in (1, 64, 1024)] + [
+            Case("train step", 64, TRAIN_FLOPS, training_case, "train")]
+    cuda = device.type == "cuda"
+    out = [Case("inference", b, FWD_FLOPS, inference_case) for b in (1, 64, 1024, 16384) + ((65536,) if cuda else ())]
+    out += [Case("train step", b, TRAIN_FLOPS, training_case, "train") for b in (64, 1024)]
+    for op in OPS:
+        for backward in (False, True):
+            for b in (64, 1024) + ((65536,) if cuda else ()):
+                out.append(Case(f"{op} {'fwd+bwd' if backward else 'fwd'}", b, op_flops(op, backward),
+                                op_case(op, backward), "op"))
+    return out
+
+
+# ------------------------------------------------------------------------------ timing
 
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _time_block(fn, iters, device):
+def time_block(fn: Fn, iters: int, device: torch.device) -> float:
+    """Mean seconds per call over `iters` back-to-back calls (CUDA events on a GPU)."""
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
@@ -60,164 +277,202 @@ def _time_block(fn, iters, device):
     return (time.perf_counter() - t0) / iters
 
 
-def interleaved(contenders: dict, device, rounds=15, round_ms=30.0, warmup=3):
-    """{name: fn} -> {name: [seconds per iteration, one per round]}, rounds interleaved."""
+def interleaved(contenders: dict, device, rounds=15, round_ms=30.0, warmup=3, max_case_s=30.0, min_rounds=5):
+    """{name: fn} -> ({name: [seconds per call, one per round]}, {name: iterations per round}).
+
+    Warm-up calls (which also compile) come first; then the rounds, alternating the contenders so
+    that drifts of a shared machine fall on all of them alike. Rounds are cut (not below
+    min_rounds) when one pass over the contenders would take the case past max_case_s.
+    """
     iters = {}
     for name, fn in contenders.items():
         for _ in range(warmup):
             fn()
         _sync(device)
-        one = max(_time_block(fn, 1, device), 1e-7)
+        one = max(min(time_block(fn, 1, device) for _ in range(2)), 1e-7)
         iters[name] = max(1, int(round_ms / 1e3 / one))
+    pass_s = sum(iters[n] * max(time_block(fn, 1, device), 1e-7) for n, fn in contenders.items())
+    rounds = max(min_rounds, min(rounds, int(max_case_s / pass_s)))
     samples = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, fn in contenders.items():
-            samples[name].append(_time_block(fn, iters[name], device))
-    return samples
+            samples[name].append(time_block(fn, iters[name], device))
+    return samples, iters
 
 
-def models(device, seed=0):
-    torch.manual_seed(seed)
-    fast = LeNet5().to(device)
-    stock = TorchLeNet5().to(device)
-    stock.load_state_dict(fast.state_dict())
-    return fast, stock
+def run_case(case: Case, device: torch.device, modes, rounds, round_ms, max_case_s, only=None) -> list[Result]:
+    torch._dynamo.reset()  # each case compiles its own graphs; no recompile limits across cases
+    contenders = case.build(case.batch, device, modes)
+    if only:
+        contenders = {k: v for k, v in contenders.items() if k in only or k == EAGER}
+    samples, iters = interleaved(contenders, device, rounds=rounds, round_ms=round_ms, max_case_s=max_case_s)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    compiled = [med[k] for k in med if k.startswith(COMPILE)]
+    best_compile = min(compiled) if compiled else float("nan")
+    return [
+        Result(str(device), case.name, case.batch, k, t, case.batch / t, case.batch * case.flops / t / 1e9,
+               med[EAGER] / t, best_compile / t, iters[k], samples[k])
+        for k, t in med.items()
+    ]
 
 
-def inference_case(batch, device, **kw):
-    fast, stock = models(device)
-    x = torch.randn(batch, 1, 28, 28, device=device)
+# ------------------------------------------------------------------------- environment
 
-    def run(model):
-        def f():
-            with torch.no_grad():
-                model(x)
-        return f
-
-    return {"lenet_fast": run(fast), "stock eager": run(stock)}, FWD_FLOPS
-
-
-def training_case(batch, device, **kw):
-    fast, stock = models(device)
-    x = torch.randn(batch, 1, 28, 28, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
-
-    def run(model):
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-        def f():
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-        return f
-
-    return {"lenet_fast": run(fast), "stock eager": run(stock)}, TRAIN_FLOPS
-
-
-# (in_features, out_features, tanh) of fc1, fc2, fc3
-FC_LAYERS = {"fc1": (400, 120, True), "fc2": (120, 84, True), "fc3": (84, 10, False)}
-
-
-def fc_case(layer, backward):
-    """One fully connected layer, forward (or forward + backward): native kernels, Triton, stock."""
-    k, n, act = FC_LAYERS[layer]
-
-    def build(batch, device):
-        from lenet_fast import ops, triton_linear
-
-        x = torch.randn(batch, k, device=device, requires_grad=backward)
-        w = (torch.randn(n, k, device=device) / k**0.5).requires_grad_(backward)
-        b = torch.zeros(n, device=device, requires_grad=backward)
-        g = torch.randn(batch, n, device=device)
-        fns = {
-            "lenet_fast": (ops.linear_tanh if act else ops.linear),
-            "triton": lambda *a: triton_linear.triton_linear(*a, act),
-            "stock eager": (lambda *a: torch.tanh(F.linear(*a))) if act else F.linear,
-        }
-
-        def run(fn):
-            def f():
-                if backward:
-                    torch.autograd.grad(fn(x, w, b), (x, w, b), g)
-                else:
-                    with torch.no_grad():
-                        fn(x, w, b)
-            return f
-
-        flops = 2 * k * n * (3 if backward else 1)
-        return {name: run(fn) for name, fn in fns.items()}, flops
-
-    return build
-
-
-def run_cases(cases, device, rounds, round_ms):
-    results = []
-    for name, builder, batch in cases:
-        contenders, flops = builder(batch, device)
-        samples = interleaved(contenders, device, rounds=rounds, round_ms=round_ms)
-        med = {k: statistics.median(v) for k, v in samples.items()}
-        for k, t in med.items():
-            results.append(Result(name, k, batch, t, batch / t, batch * flops / t / 1e9, med["stock eager"] / t))
-    return results
-
-
-def environment(device):
-    info = lenet_fast.build_info()
-    env = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "cpu_cores": __import__("os").cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "lenet_fast": info["version"],
-        "cpu_isa": info["cpu_isa"],
-        "python": platform.python_version(),
-    }
+def _cpu_model() -> str:
     try:
-        model = [l for l in open("/proc/cpuinfo") if l.startswith("model name")][0].split(":")[1].strip()
-        env["cpu_model"] = model
-    except (OSError, IndexError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+def environment(devices) -> dict:
+    info = lenet_fast.build_info()
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    env = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "devices": [str(d) for d in devices],
+        "cpu_model": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "triton": triton_version,
+        "lenet_fast": info["version"],
+        "lenet_fast_build": info,
+    }
+    if any(d.type == "cuda" for d in devices):
+        p = torch.cuda.get_device_properties(0)
+        env.update(gpu=p.name, gpu_capability=f"sm_{p.major}{p.minor}", gpu_memory_gib=round(p.total_memory / 2**30, 1),
+                   gpu_sms=p.multi_processor_count, nvidia_driver=_nvidia_driver(),
+                   cuda_runtime=torch.version.cuda)
     return env
 
 
-def table(results):
-    lines = [f"{'case':<22}{'contender':<14}{'batch':>7}{'median':>12}{'images/s':>12}{'GFLOP/s':>9}{'vs stock':>10}"]
+# ----------------------------------------------------------------------------- output
+
+def _fmt_time(s: float) -> str:
+    return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.2f} ms"
+
+
+def table(results: list[Result]) -> str:
+    lines = [f"{'device':<7}{'case':<26}{'batch':>6}  {'contender':<32}{'median':>11}{'images/s':>13}"
+             f"{'GFLOP/s':>9}{'vs eager':>10}{'vs compile':>11}"]
     for r in results:
-        t = f"{r.median_s * 1e6:.1f} us" if r.median_s < 1e-3 else f"{r.median_s * 1e3:.2f} ms"
-        lines.append(f"{r.case:<22}{r.contender:<14}{r.batch:>7}{t:>12}{r.images_per_s:>12,.0f}{r.gflops:>9.1f}{r.ratio_vs_stock:>9.2f}x")
+        lines.append(f"{r.device:<7}{r.case:<26}{r.batch:>6}  {r.contender:<32}{_fmt_time(r.median_s):>11}"
+                     f"{r.images_per_s:>13,.0f}{r.gflops:>9.1f}{r.vs_eager:>9.2f}x{r.vs_compile:>10.2f}x")
     return "\n".join(lines)
 
 
-def main(argv=None):
+def plot(results: list[Result], path: str, env: dict) -> bool:
+    """Throughput against batch size per contender, log-log: one panel per (device, model case)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("bench: matplotlib is not installed; no plot written (pip install matplotlib)", file=sys.stderr)
+        return False
+    panels = sorted({(r.device, r.case) for r in results if r.case in ("inference", "train step")})
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (dev, case) in zip(axes[0], panels):
+        rows = [r for r in results if (r.device, r.case) == (dev, case)]
+        for name in dict.fromkeys(r.contender for r in rows):
+            pts = sorted((r.batch, r.images_per_s) for r in rows if r.contender == name)
+            ax.plot(*zip(*pts), marker="o", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("images / s")
+        where = env.get("gpu") if dev.startswith("cuda") else f"{env['cpu_model']}, {env['torch_threads']} threads"
+        ax.set_title(f"{case} on {dev}\n{where}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"lenet_fast {env['lenet_fast']} vs torch {env['torch']} ({env['date']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main(argv=None) -> list[Result]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="all", help="cpu, cuda, or all (default: cpu, plus cuda when present)")
+    p.add_argument("--full", action="store_true", help="every case (default: a quick set)")
+    p.add_argument("--case", action="append", help="only cases whose name contains this (repeatable)")
+    p.add_argument("--batch", type=int, action="append", help="run the chosen cases at these batch sizes instead (repeatable)")
+    p.add_argument("--contender", action="append", help="only these contenders (stock eager is always timed)")
+    p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile contenders")
     p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--round-ms", type=float, default=30.0)
-    p.add_argument("--json", help="write results and environment to this path")
-    p.add_argument("--fc", action="store_true", help="add the per-layer fc cases (always on CUDA)")
+    p.add_argument("--round-ms", type=float, default=None, help="time per round per contender (default 30 on CPU, 10 on CUDA)")
+    p.add_argument("--max-case-s", type=float, default=30.0, help="cut rounds (to no fewer than 5) past this")
+    p.add_argument("--json", help="write environment and results here")
+    p.add_argument("--plot", help="write the throughput plot here (default: the --json path with .png)")
     args = p.parse_args(argv)
-    device = torch.device(args.device)
-    cases = [
-        ("inference", inference_case, 1),
-        ("inference", inference_case, 64),
-        ("inference", inference_case, 1024),
-        ("train step (Adam)", training_case, 64),
-    ]
-    if device.type == "cuda" or args.fc:
-        # Triton runs on the CPU only in its interpreter, which is not worth timing.
-        for layer in FC_LAYERS:
-            for backward in (False, True):
-                for batch in (64, 1024, 65536):
-                    cases.append((f"{layer} {'fwd+bwd' if backward else 'fwd'}", fc_case(layer, backward), batch))
-    env = environment(device)
-    print(" ".join(f"{k}={v}" for k, v in env.items()))
-    results = run_cases(cases, device, args.rounds, args.round_ms)
+
+    if args.device == "all":
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    else:
+        devices = [torch.device(args.device)]
+    for d in devices:
+        if d.type == "cuda" and not lenet_fast.cuda_available():
+            p.error("--device cuda: no usable CUDA GPU, or this lenet_fast build has no CUDA kernels "
+                    "(python -m lenet_fast.info says which)")
+    env = environment(devices)
+    print(" ".join(f"{k}={v}" for k, v in env.items() if k != "lenet_fast_build"), flush=True)
+    results = []
+
+    def save():  # after every case, so that a run cut short keeps what it measured
+        with open(args.json, "w") as f:
+            json.dump({"format": FORMAT, "environment": env, "args": vars(args),
+                       "results": [asdict(r) for r in results]}, f, indent=1)
+
+    for d in devices:
+        modes = () if args.no_compile else compile_modes(d)
+        round_ms = args.round_ms or (10.0 if d.type == "cuda" else 30.0)
+        chosen = [c for c in cases(d, args.full) if not args.case or any(s in c.name for s in args.case)]
+        if args.batch:
+            chosen = [replace(c, batch=b) for c in {c.name: c for c in chosen}.values() for b in args.batch]
+        if not chosen:
+            p.error(f"no case matches --case {args.case} (cases: {sorted({c.name for c in cases(d, True)})})")
+        for case in chosen:
+            t0 = time.perf_counter()
+            rs = run_case(case, d, modes, args.rounds, round_ms, args.max_case_s, only=args.contender)
+            results += rs
+            if args.json:
+                save()
+            print(table(rs).split("\n", 1)[1] + f"   [{time.perf_counter() - t0:.0f} s]", flush=True)
+    print()
     print(table(results))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"environment": env, "results": [asdict(r) for r in results]}, f, indent=1)
+        save()
+        print(f"wrote {args.json}")
+    plot_path = args.plot or (os.path.splitext(args.json)[0] + ".png" if args.json else None)
+    if plot_path and plot(results, plot_path, env):
+        print(f"wrote {plot_path}")
+    return results
 
 
 if __name__ == "__main__":

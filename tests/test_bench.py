@@ -1,0 +1,139 @@
+"""The benchmark suite's machinery: FLOP counts, cases, contenders computing the same thing, the
+JSON and plot, the README tables generated from the committed results, and the GPU check's
+pieces that can run on a CPU. (Timings themselves are never asserted.)"""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lenet_fast import bench
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_flop_counts():
+    # The issue's figures: ~0.83 MFLOP forward, ~2.26 MFLOP forward + backward per image.
+    assert round(bench.FWD_FLOPS / 1e6, 2) == 0.83
+    assert round(bench.TRAIN_FLOPS / 1e6, 2) == 2.26
+    # The fused ops partition the model: their forwards add up to the model's.
+    assert sum(bench.op_flops(op, False) for op in bench.OPS) == bench.FWD_FLOPS
+    assert bench.op_flops("conv1+tanh+pool", True) == 2 * bench.op_flops("conv1+tanh+pool", False)  # no input grad
+    assert bench.op_flops("fc1 linear+tanh", True) == 3 * bench.op_flops("fc1 linear+tanh", False)
+
+
+def test_cases_cover_the_issue():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    full = {(c.name, c.batch) for c in bench.cases(cpu, True)}
+    assert {b for n, b in full if n == "inference"} == {1, 64, 1024, 16384}
+    assert {b for n, b in full if n == "train step"} == {64, 1024}
+    for op in bench.OPS:
+        assert (f"{op} fwd", 1024) in full and (f"{op} fwd+bwd", 1024) in full
+    assert (("inference", 65536) in {(c.name, c.batch) for c in bench.cases(cuda, True)})
+    assert {(c.name, c.batch) for c in bench.cases(cpu, False)} < full
+    assert [n for n, _ in bench.compile_modes(cpu)] == [bench.COMPILE]
+    assert [n for n, _ in bench.compile_modes(cuda)] == [bench.COMPILE, bench.COMPILE_RO]
+
+
+def _outputs(out):
+    return [t.detach() for t in (out if isinstance(out, tuple) else (out,))]
+
+
+@pytest.mark.parametrize("case", [c for c in bench.cases(torch.device("cpu"), True) if c.kind == "op"], ids=lambda c: c.name)
+def test_op_contenders_agree(case):
+    """Every contender of a per-op case computes what stock eager computes (outputs or gradients)."""
+    fns = case.build(5, torch.device("cpu"), ())
+    assert list(fns) == bench.contender_names(case, torch.device("cpu"), ())
+    want = _outputs(fns[bench.EAGER]())
+    for name, fn in fns.items():
+        got = _outputs(fn())
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4, msg=lambda m: f"{case.name} {name}: {m}")
+
+
+def test_model_contenders_agree_and_compile():
+    """Inference contenders, torch.compile included, give the same logits; a training step runs."""
+    device = torch.device("cpu")
+    case = next(c for c in bench.cases(device, False) if c.name == "inference")
+    fns = case.build(3, device, bench.compile_modes(device))
+    assert list(fns) == bench.contender_names(case, device, bench.compile_modes(device))
+    want = fns[bench.EAGER]()
+    for name, fn in fns.items():
+        torch.testing.assert_close(fn(), want, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+    train = next(c for c in bench.cases(device, False) if c.name == "train step")
+    for fn in train.build(3, device, ()).values():
+        fn()
+
+
+def test_main_writes_json_and_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "b.json"
+    results = bench.main(["--device", "cpu", "--case", "inference", "--batch", "2", "--rounds", "2",
+                          "--round-ms", "1", "--no-compile", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert data["format"] == bench.FORMAT
+    env = data["environment"]
+    for key in ("date", "cpu_model", "cpu_cores", "torch", "torch_cuda", "lenet_fast", "python", "lenet_fast_build"):
+        assert key in env
+    rows = {r["contender"]: r for r in data["results"]}
+    assert set(rows) == {"lenet_fast", bench.EAGER} and len(results) == 2
+    eager, ours = rows[bench.EAGER], rows["lenet_fast"]
+    assert eager["vs_eager"] == 1.0
+    assert ours["vs_eager"] == pytest.approx(eager["median_s"] / ours["median_s"])
+    assert ours["images_per_s"] == pytest.approx(2 / ours["median_s"])
+    assert ours["gflops"] == pytest.approx(2 * bench.FWD_FLOPS / ours["median_s"] / 1e9)
+    assert len(ours["samples_s"]) >= 2 and ours["median_s"] > 0
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "lenet_fast" in capsys.readouterr().out
+
+
+def test_bench_rejects_cuda_without_kernels():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit):
+        bench.main(["--device", "cuda"])
+
+
+def test_readme_tables_match_results():
+    """README's benchmark sections are exactly what benchmarks/report.py makes of the results."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    report = _load("benchmarks/report.py")
+    if report.latest("gpu") is None:
+        assert "GPU figures have not been measured yet" in (ROOT / "README.md").read_text()
+
+
+def test_report_renders_a_result(tmp_path, monkeypatch):
+    report = _load("benchmarks/report.py")
+    res = lambda contender, t, ve: {"device": "cuda", "case": "inference", "batch": 64, "contender": contender,
+                                    "median_s": t, "images_per_s": 64 / t, "vs_eager": ve, "vs_compile": ve / 2}
+    data = {"format": 2, "args": {"full": True, "device": "cuda"},
+            "environment": {"date": "2026-01-01 00:00:00 UTC", "gpu": "Test GPU", "gpu_capability": "sm_90",
+                            "nvidia_driver": "1.0", "cuda_runtime": "13.0", "torch": "t", "triton": "x",
+                            "lenet_fast": "v", "python": "3"},
+            "results": [res("lenet_fast", 1e-4, 4.0), res(bench.EAGER, 4e-4, 1.0)]}
+    (tmp_path / "gpu-test.json").write_text(json.dumps(data))
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    text = report.render("gpu")
+    assert "Test GPU" in text and "| inference | 64 | 100.0 µs (640,000/s) | 400.0 µs (160,000/s) | **4.00×** | 2.00× |" in text
+
+
+def test_gpu_check_script_parses():
+    assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_check.sh")]).returncode == 0
+
+
+def test_sanitize_workload_on_cpu():
+    """The compute-sanitizer workload runs and checks its results (here on the CPU kernels)."""
+    _load("benchmarks/sanitize_run.py").run(torch.device("cpu"), triton=False)
