@@ -25,6 +25,13 @@ constexpr int kMaxPad = kKernel - 1;         // padding 0..4 (4 is the input-gra
 // Output extent of a 5x5, stride-1 convolution with symmetric zero padding.
 LF_HD int64_t conv_out_extent(int64_t in, int64_t pad) { return in + 2 * pad - (kKernel - 1); }
 
+// One uint8 pixel as torchvision's ToTensor() + Normalize(mean, std) produce it, bit for bit:
+// a float32 division by 255, then a subtraction and a division (no fused multiply-add to change
+// the rounding: there is no product to contract).
+LF_HD float normalize_u8(uint8_t v, float mean, float std) {
+  return (static_cast<float>(v) / 255.0f - mean) / std;
+}
+
 // Scalar lane operations used by tanh_impl; csrc/cpu/simd.h provides the same for 8-wide vectors.
 struct ScalarOps {
   using V = float;

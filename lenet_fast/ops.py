@@ -247,6 +247,11 @@ torch.library.register_autograd("lenet_fast::linear", _linear_backward, setup_co
 torch.library.register_autograd("lenet_fast::linear_tanh", _linear_backward, setup_context=_linear_tanh_setup)
 
 
+@torch.library.register_fake("lenet_fast::gather_normalize")
+def _(images, index, mean, std):
+    return images.new_empty((index.shape[0], *images.shape[1:]), dtype=torch.float32)
+
+
 # lenet5_forward_train's autograd is registered in C++ (csrc/lenet5_train.cpp): it is the model's
 # hot path, and its backward is the single op lenet5_backward.
 
@@ -303,3 +308,10 @@ def lenet5_forward(x: Tensor, params: list[Tensor], conv1_padding: int) -> Tenso
     if _needs_grad(x, *params):
         return ops.lenet5_forward_train(x, *params, conv1_padding)[0]
     return ops.lenet5_forward(x, *params, conv1_padding)
+
+
+def gather_normalize(images: Tensor, index: Tensor, mean: float = 0.5, std: float = 0.5) -> Tensor:
+    """((images[index].float() / 255) - mean) / std in one op, bit for bit what torchvision's
+    ToTensor() + Normalize((mean,), (std,)) give: images (N, ...) uint8, index (B,) int64 ->
+    (B, ...) float32. The defaults map [0, 255] to [-1, 1], as the tutorial does."""
+    return ops.gather_normalize(images, index, mean, std)

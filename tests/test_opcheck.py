@@ -35,6 +35,8 @@ def samples(device):
         (O.linear_backward_input, (r(5, 120), r(120, 400))),
         (O.linear_backward_weight, (r(5, 120), r(5, 400))),
         (O.lenet5_forward, (r(4, 1, 28, 28), *params, 2)),
+        (O.gather_normalize, (torch.randint(0, 256, (9, 1, 28, 28), dtype=torch.uint8, device=device),
+                              torch.tensor([8, 0, 3, 3], device=device), 0.5, 0.5)),
         (O.lenet5_forward_train, (r(3, 1, 28, 28, grad=True), *[p.detach().requires_grad_() for p in params], 2)),
         (O.lenet5_forward_train, (r(2, 1, 32, 32), *[p.detach().requires_grad_() for p in params], 0)),
     ]
@@ -53,7 +55,7 @@ def test_every_op_has_a_cpu_cuda_and_fake_kernel():
     # The C++ ops (the Triton ones, lenet_fast::triton_*, are Python triton_ops tested in test_triton)
     names = [n for n in torch._C._dispatch_get_all_op_names()
              if n.startswith("lenet_fast::") and not n.startswith("lenet_fast::triton_")]
-    assert len(names) == 17, names
+    assert len(names) == 18, names
     for name in names:
         for key in ("CPU", "CUDA", "Meta"):
             assert torch._C._dispatch_has_kernel_for_dispatch_key(name, key), f"{name} has no {key} kernel"
