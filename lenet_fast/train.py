@@ -1,0 +1,385 @@
+"""Train and evaluate LeNet-5 on Fashion-MNIST, as the reference tutorial does, on lenet_fast.
+
+    python -m lenet_fast.train                                 # the tutorial's recipe, best device
+    python -m lenet_fast.train --impl torch --loader torchvision   # the tutorial's own pipeline
+    python -m lenet_fast.train --save ckpt.pt                  # checkpoint after every epoch
+    python -m lenet_fast.train --resume ckpt.pt --epochs 20    # continue where it stopped
+    python -m lenet_fast.train --evaluate ckpt.pt --confusion confusion.png
+
+The recipe (defaults): images scaled to [-1, 1] ((x/255 - 0.5)/0.5), batches of 64 shuffled each
+epoch, Adam with lr 1e-3, cross-entropy, 10 epochs, then accuracy on the 10,000 test images.
+
+--impl lenet_fast (default) uses lenet_fast.LeNet5; --impl torch the stock nn-module LeNet-5.
+--loader fast (default) keeps the dataset on the device as uint8 and gathers + normalises each
+batch in one op; --loader torchvision is the tutorial's DataLoader (PIL image -> ToTensor ->
+Normalize per sample). Both read the same files, shuffle from the same seed and feed the model
+bit-identical pixels, so the two speed-ups can be measured separately inside one program. Every
+combination builds its optimizer the same way (torch's fused implementation where it has one).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import lenet_fast
+from lenet_fast import LeNet5, TorchLeNet5, data
+
+CHECKPOINT_FORMAT = 1
+
+
+# ------------------------------------------------------------------------------ pieces
+
+def pick_device(name: str, impl: str) -> torch.device:
+    if name == "auto":
+        usable = lenet_fast.cuda_available() if impl == "lenet_fast" else torch.cuda.is_available()
+        return torch.device("cuda" if usable else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"train: --device {name}: no CUDA GPU is visible to torch")
+        if impl == "lenet_fast" and not lenet_fast.cuda_available():
+            raise SystemExit(f"train: --device {name}: this lenet_fast build has no CUDA kernels "
+                             "(python -m lenet_fast.info says why); use --device cpu or --impl torch")
+    return device
+
+
+def build_model(impl: str, device: torch.device, seed: int) -> torch.nn.Module:
+    """The model, initialised from `seed`: both impls start from identical weights."""
+    torch.manual_seed(seed)
+    model = LeNet5() if impl == "lenet_fast" else TorchLeNet5()
+    return model.to(device)
+
+
+def build_optimizer(args, params) -> torch.optim.Optimizer:
+    params = list(params)
+    if args.optimizer == "adam":
+        make = lambda **kw: torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay or 0.0, **kw)
+    elif args.optimizer == "adamw":
+        wd = 0.01 if args.weight_decay is None else args.weight_decay  # AdamW's own default
+        make = lambda **kw: torch.optim.AdamW(params, lr=args.lr, weight_decay=wd, **kw)
+    else:
+        make = lambda **kw: torch.optim.SGD(params, lr=args.lr, momentum=args.momentum,
+                                            weight_decay=args.weight_decay or 0.0, **kw)
+    try:  # one kernel for all parameters instead of a Python loop over them
+        return make(fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return make()
+
+
+class TorchvisionLoader:
+    """The tutorial's DataLoader, with the state_dict/load_state_dict of DeviceLoader (its
+    shuffling generator), moving each batch to the device as the tutorial does."""
+
+    def __init__(self, args, split, batch_size, shuffle, device):
+        self.loader = data.torchvision_loader(args.dataset, split, batch_size, shuffle, args.seed, args.data_dir,
+                                              args.workers)
+        self.device = device
+        self.limit = args.train_limit if split == "train" else args.test_limit
+        if self.limit:
+            from torch.utils.data import Subset
+
+            self.loader = torch.utils.data.DataLoader(
+                Subset(self.loader.dataset, range(min(self.limit, len(self.loader.dataset)))),
+                batch_size=batch_size, shuffle=shuffle, generator=self.loader.generator, num_workers=args.workers)
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            yield x.to(self.device), y.to(self.device)
+
+    def state_dict(self):
+        return {"generator": self.loader.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.loader.generator.set_state(state["generator"])
+
+
+def make_loader(args, split, batch_size, shuffle, device, seed_offset=0):
+    if args.loader == "torchvision":
+        return TorchvisionLoader(args, split, batch_size, shuffle, device)
+    images, labels = load_split(args, split)
+    return data.DeviceLoader(images, labels, batch_size, shuffle, seed=args.seed + seed_offset, device=device)
+
+
+def load_split(args, split):
+    try:
+        images, labels = data.load(args.dataset, split, args.data_dir)
+    except data.DatasetNotFound:
+        if not args.download:
+            raise
+        data.download(args.dataset, args.data_dir)
+        images, labels = data.load(args.dataset, split, args.data_dir)
+    limit = args.train_limit if split == "train" else args.test_limit
+    return (images[:limit], labels[:limit]) if limit else (images, labels)
+
+
+def _progress(total, desc, enabled):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_epoch(model, loader, optimizer, device, desc="", progress=True) -> dict:
+    """One pass over `loader`; loss is the mean of the batch losses (as the tutorial prints it)."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    bar = _progress(len(loader), desc, progress)
+    _sync(device)
+    t0 = time.perf_counter()
+    for x, y in loader:
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # Accumulated on the device: no host round trip per step.
+        loss_sum += loss.detach()
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if bar is not None:
+            bar.update()
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    return {"loss": loss_sum.item() / max(len(loader), 1), "train_accuracy": correct.item() / max(seen, 1),
+            "seconds": seconds, "images_per_second": seen / seconds if seconds > 0 else float("nan")}
+
+
+@torch.inference_mode()
+def evaluate(model, loader, num_classes=10) -> dict:
+    """Accuracy, mean loss and the confusion matrix (rows: true class, columns: predicted)."""
+    model.eval()
+    device = loader.device
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), device=device)
+    n = 0
+    for x, y in loader:
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
+        n += len(y)
+    confusion = confusion.view(num_classes, num_classes).cpu()
+    return {"test_accuracy": confusion.diag().sum().item() / max(n, 1), "test_loss": loss_sum.item() / max(n, 1),
+            "test_images": n, "confusion": confusion.tolist()}
+
+
+def save_checkpoint(path, model, optimizer, loader, epoch, args, history):
+    """Everything a resumed run needs, written atomically (a temporary file, then a rename)."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),  # loads with strict=True into the stock LeNet-5 too
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,  # epochs completed
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "loader": loader.state_dict()},
+        "args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))},
+        "history": history,
+    }
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
+    except FileNotFoundError:
+        raise SystemExit(f"train: checkpoint {path} does not exist") from None
+    except Exception as e:  # a truncated or foreign file
+        raise SystemExit(f"train: {path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if isinstance(state, dict) and "model" not in state and all(isinstance(v, torch.Tensor) for v in state.values()):
+        state = {"model": state}  # a bare state_dict (e.g. saved from the stock model)
+    if not isinstance(state, dict) or "model" not in state:
+        raise SystemExit(f"train: {path} holds neither a lenet_fast checkpoint nor a state_dict")
+    return state
+
+
+def plot_confusion(confusion, classes, path, title):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("train: matplotlib is not installed; no confusion-matrix plot (pip install matplotlib)", file=sys.stderr)
+        return
+    c = torch.tensor(confusion, dtype=torch.float64)
+    frac = c / c.sum(1, keepdim=True).clamp(min=1)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    im = ax.imshow(frac.numpy(), cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            if c[i, j]:
+                ax.text(j, i, int(c[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if frac[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="fraction of the true class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_json(path, obj):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _report_evaluation(args, model, device, t_start, extra):
+    loader = make_loader(args, "test", args.eval_batch_size, False, device)
+    result = evaluate(model, loader, len(data.DATASETS[args.dataset].classes))
+    classes = data.DATASETS[args.dataset].classes
+    conf = torch.tensor(result["confusion"])
+    per_class = (conf.diag() / conf.sum(1).clamp(min=1)).tolist()
+    result["per_class_accuracy"] = dict(zip(classes, per_class))
+    if args.confusion:
+        plot_confusion(result["confusion"], classes, args.confusion,
+                       f"{args.dataset} test set: {100 * result['test_accuracy']:.2f}% correct")
+    total = time.perf_counter() - t_start
+    metrics = {**extra, "test_accuracy": result["test_accuracy"], "test_loss": result["test_loss"],
+               "test_images": result["test_images"], "total_seconds": total,
+               "per_class_accuracy": result["per_class_accuracy"], "confusion": result["confusion"],
+               "device": str(device), "impl": args.impl, "loader": args.loader, "dataset": args.dataset,
+               "torch": torch.__version__, "lenet_fast": lenet_fast.build_info()["version"],
+               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    return metrics
+
+
+# -------------------------------------------------------------------------------- main
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m lenet_fast.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=10, help="total epochs (a resumed run continues up to this)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--eval-batch-size", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
+    p.add_argument("--momentum", type=float, default=0.9, help="sgd only")
+    p.add_argument("--weight-decay", type=float, default=None, help="default 0 (adamw: 0.01)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when lenet_fast can use it), cpu, cuda, cuda:1, ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", choices=tuple(data.DATASETS), default="fashion-mnist")
+    p.add_argument("--data-dir", help=f"directory of the IDX files (also ${data.ENV_DIR}; see lenet_fast.data)")
+    p.add_argument("--download", action="store_true", help="fetch the dataset through torchvision if it is not found")
+    p.add_argument("--impl", choices=("lenet_fast", "torch"), default="lenet_fast")
+    p.add_argument("--loader", choices=("fast", "torchvision"), default="fast")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers for --loader torchvision (tutorial: 0)")
+    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--save", help="write a checkpoint here after every epoch")
+    p.add_argument("--resume", help="continue from this checkpoint")
+    p.add_argument("--evaluate", metavar="CHECKPOINT", help="only score this checkpoint on the test set")
+    p.add_argument("--confusion", metavar="PNG", help="write the test confusion matrix as a PNG")
+    p.add_argument("--metrics-json", metavar="PATH", help="write the run's metrics here")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    args = p.parse_args(argv)
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(args, name) < (0 if name == "epochs" else 1):
+            p.error(f"--{name.replace('_', '-')} must be at least {0 if name == 'epochs' else 1}")
+    if args.lr <= 0:
+        p.error("--lr must be positive")
+    return args
+
+
+def main(argv=None) -> dict:
+    t_start = time.perf_counter()
+    args = parse_args(argv)
+    device = pick_device(args.device, args.impl)
+    progress = not args.no_progress and sys.stderr.isatty()
+
+    if args.evaluate:
+        state = load_checkpoint(args.evaluate)
+        model = build_model(args.impl, device, args.seed)
+        model.load_state_dict(state["model"])
+        m = _report_evaluation(args, model, device, t_start, {"checkpoint": str(args.evaluate),
+                                                               "epochs": state.get("epoch")})
+        print(f"{args.evaluate}: test accuracy {100 * m['test_accuracy']:.2f}% on {m['test_images']} images "
+              f"(loss {m['test_loss']:.4f})")
+        for name, acc in m["per_class_accuracy"].items():
+            print(f"  {name:<12} {100 * acc:6.2f}%")
+        if args.metrics_json:
+            write_json(args.metrics_json, m)
+        return m
+
+    print(f"lenet_fast.train: {args.dataset}, impl {args.impl}, loader {args.loader}, device {device}, "
+          f"{args.optimizer} lr {args.lr}, batch {args.batch_size}, seed {args.seed}", flush=True)
+    model = build_model(args.impl, device, args.seed)
+    optimizer = build_optimizer(args, model.parameters())
+    loader = make_loader(args, "train", args.batch_size, True, device)
+    start_epoch, history = 0, []
+    if args.resume:
+        state = load_checkpoint(args.resume)
+        if "optimizer" not in state or "rng" not in state:
+            raise SystemExit(f"train: {args.resume} has weights only; --resume needs a checkpoint written by --save")
+        old = state.get("args", {})
+        for key in ("dataset", "batch_size", "optimizer", "lr", "seed", "loader"):
+            if key in old and old[key] != getattr(args, key):
+                print(f"train: note: --{key.replace('_', '-')} is {getattr(args, key)!r} now, "
+                      f"{old[key]!r} in the checkpoint", file=sys.stderr)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        loader.load_state_dict(state["rng"]["loader"])
+        start_epoch, history = state["epoch"], list(state.get("history", []))
+        print(f"resumed from {args.resume} after epoch {start_epoch}")
+
+    train_seconds = 0.0
+    for epoch in range(start_epoch, args.epochs):
+        stats = train_epoch(model, loader, optimizer, device, f"epoch {epoch + 1}/{args.epochs}", progress)
+        stats["epoch"] = epoch + 1
+        history.append(stats)
+        train_seconds += stats["seconds"]
+        print(f"epoch {epoch + 1:>3}/{args.epochs}  loss {stats['loss']:.4f}  train acc "
+              f"{100 * stats['train_accuracy']:6.2f}%  {stats['seconds']:7.2f} s  "
+              f"{stats['images_per_second']:>9,.0f} img/s", flush=True)
+        if args.save:
+            save_checkpoint(args.save, model, optimizer, loader, epoch + 1, args, history)
+
+    n_train = len(loader.labels) if hasattr(loader, "labels") else len(loader.loader.dataset)
+    epochs_run = args.epochs - start_epoch
+    m = _report_evaluation(args, model, device, t_start, {
+        "epochs": args.epochs, "epochs_this_run": epochs_run, "train_seconds": train_seconds,
+        "images_per_second": n_train * epochs_run / train_seconds if train_seconds else None})
+    m.update(batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed,
+             train_images=n_train, history=history, resumed_from=args.resume)
+    print(f"test accuracy {100 * m['test_accuracy']:.2f}%  ({m['test_images']} images)   "
+          f"training {train_seconds:.2f} s, total {m['total_seconds']:.2f} s", flush=True)
+    if args.metrics_json:
+        write_json(args.metrics_json, m)
+    return m
+
+
+if __name__ == "__main__":
+    main()
