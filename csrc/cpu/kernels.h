@@ -101,7 +101,7 @@ inline int64_t conv_forward_scratch(int64_t IC, int64_t Hp, int64_t Wp) { return
 
 inline int64_t conv_weight_grad_scratch(const ConvWeightGradArgs& a) {
   const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad;
-  const int64_t per_channel_lanes = a.Ho * a.Wo * a.OCP;
+  const int64_t per_channel_lanes = a.Ho * a.Wo * a.OCP + a.Wo;  // + one row of conv_out_grad_row
   const int64_t per_pixel_lanes = a.OC * ((a.Ho * Wp + 7) / 8 * 8);
   return conv_forward_scratch(a.IC, Hp, Wp) + std::max(per_channel_lanes, per_pixel_lanes);
 }

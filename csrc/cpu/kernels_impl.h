@@ -285,15 +285,29 @@ void conv_forward(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scrat
 // ------------------------------------------------------------------------------------------------
 // Convolution weight gradient
 
-// The gradient at conv output pixel (oc, y, x) of image n: read as is, or, for the fused op,
-// taken back through the 2x2 pool and tanh from the pooled gradient and the saved activation.
-LF_INLINE float conv_out_grad(const ConvWeightGradArgs& a, int64_t n, int64_t oc, int64_t yy,
-                              int64_t xx) {
-  if (!a.act) return a.grad[((n * a.OC + oc) * a.Ho + yy) * a.Wo + xx];
+// The gradient at conv output row (oc, yy) of image n, out[0 .. Wo): read as is, or, for the
+// fused op, taken back through the 2x2 pool and tanh from the pooled gradient and the saved
+// activation. Row at a time, so the index arithmetic is paid once per row rather than per pixel
+// (per pixel, it cost more than the weight-gradient products themselves for conv1).
+LF_INLINE void conv_out_grad_row(const ConvWeightGradArgs& a, int64_t n, int64_t oc, int64_t yy,
+                                 float* out) {
+  if (!a.act) {
+    const float* g = a.grad + ((n * a.OC + oc) * a.Ho + yy) * a.Wo;
+    for (int64_t xx = 0; xx < a.Wo; ++xx) out[xx] = g[xx];
+    return;
+  }
   const int64_t Hq = a.Ho / 2, Wq = a.Wo / 2;
-  const bool in = yy < 2 * Hq && xx < 2 * Wq;
-  const float gq = in ? a.grad[((n * a.OC + oc) * Hq + yy / 2) * Wq + xx / 2] : 0.0f;
-  return tanh_pool_backward_f32(gq, a.act[((n * a.OC + oc) * a.Ho + yy) * a.Wo + xx], in);
+  const float* act = a.act + ((n * a.OC + oc) * a.Ho + yy) * a.Wo;
+  if (yy >= 2 * Hq) {  // a dropped odd last row
+    for (int64_t xx = 0; xx < a.Wo; ++xx) out[xx] = tanh_pool_backward_f32(0.0f, act[xx], false);
+    return;
+  }
+  const float* gq = a.grad + ((n * a.OC + oc) * Hq + yy / 2) * Wq;
+  for (int64_t q = 0; q < Wq; ++q) {
+    out[2 * q] = tanh_pool_backward_f32(gq[q], act[2 * q], true);
+    out[2 * q + 1] = tanh_pool_backward_f32(gq[q], act[2 * q + 1], true);
+  }
+  if (a.Wo & 1) out[a.Wo - 1] = tanh_pool_backward_f32(0.0f, act[a.Wo - 1], false);
 }
 
 template <int NV, int KB>
@@ -301,11 +315,20 @@ void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, fl
                          float* db, float* scratch) {
   const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, K = a.IC * kTaps;
   float* gt = scratch + (a.pad ? a.IC * Hp * Wp : 0);  // (P, OCP): pixel-major, channels in lanes
+  float* row = gt + P * a.OCP;                          // (Wo): one output row's gradient
   for (int64_t n = n0; n < n1; ++n) {
     const float* xp = padded_image(a.x + n * a.IC * a.H * a.W, a.IC, a.H, a.W, a.pad, scratch);
-    for (int64_t p = 0; p < P; ++p)
-      for (int64_t oc = 0; oc < a.OCP; ++oc)
-        gt[p * a.OCP + oc] = oc < a.OC ? conv_out_grad(a, n, oc, p / a.Wo, p % a.Wo) : 0.0f;
+    for (int64_t oc = 0; oc < a.OCP; ++oc) {
+      for (int64_t yy = 0; yy < a.Ho; ++yy) {
+        float* col = gt + yy * a.Wo * a.OCP + oc;
+        if (oc < a.OC) {
+          conv_out_grad_row(a, n, oc, yy, row);
+          for (int64_t xx = 0; xx < a.Wo; ++xx) col[xx * a.OCP] = row[xx];
+        } else {
+          for (int64_t xx = 0; xx < a.Wo; ++xx) col[xx * a.OCP] = 0.0f;
+        }
+      }
+    }
     for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8) {
       v8f s = v8f{};
       for (int64_t p = 0; p < P; ++p) s += load8(gt + p * a.OCP + oc0);
@@ -359,11 +382,10 @@ void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64
       float* row = gw + oc * Q;
       float sum = 0.0f;
       for (int64_t yy = 0; yy < a.Ho; ++yy) {
-        for (int64_t xx = 0; xx < Wp; ++xx) {
-          const float v = xx < a.Wo ? conv_out_grad(a, n, oc, yy, xx) : 0.0f;
-          row[yy * Wp + xx] = v;
-          sum += v;
-        }
+        float* r = row + yy * Wp;
+        conv_out_grad_row(a, n, oc, yy, r);
+        for (int64_t xx = a.Wo; xx < Wp; ++xx) r[xx] = 0.0f;
+        for (int64_t xx = 0; xx < Wp; ++xx) sum += r[xx];  // same order as before: bit-identical
       }
       for (int64_t q = a.Ho * Wp; q < Q; ++q) row[q] = 0.0f;
       db[oc] += sum;
