@@ -9,12 +9,14 @@
 #   2. runs the whole test suite, CUDA tests included;
 #   3. runs compute-sanitizer memcheck, then racecheck (the conv kernels use shared memory), on
 #      benchmarks/sanitize_run.py: every op forward + backward at odd sizes, caching allocator off;
-#   4. runs python -m lenet_fast.bench --full --device cuda.
+#   4. times the main job against the tutorial's pipeline on the GPU (benchmarks/train_speed.py);
+#   5. runs python -m lenet_fast.bench --full --device cuda.
 #
-# Steps share a budget of LENET_FAST_CHECK_BUDGET_S seconds (default 480); each gets a cap and
+# Steps share a budget of LENET_FAST_CHECK_BUDGET_S seconds (default 540); each gets a cap and
 # what is left, a step that fails does not stop the later ones, and summary.txt says how each
-# ended. It writes at most 8 files, all in OUTDIR: summary.txt, build.log, tests.log,
-# memcheck.log, racecheck.log, bench.log, bench.json, bench.png.
+# ended. It writes 8 files (what the device tool brings back), all in OUTDIR: summary.txt,
+# build.log, tests.log, sanitizer.log (memcheck, then racecheck), bench.log (training and
+# benchmark output), train.json, bench.json, bench.png.
 set -uo pipefail
 OUT="${1:?usage: bash benchmarks/gpu_check.sh OUTDIR}"
 mkdir -p "$OUT"
@@ -24,7 +26,7 @@ export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 export CUDA_HOME="${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")}"
 export PATH="$CUDA_HOME/bin:$PATH"
 PY="${PYTHON:-python3}"
-BUDGET=${LENET_FAST_CHECK_BUDGET_S:-480}
+BUDGET=${LENET_FAST_CHECK_BUDGET_S:-540}
 START=$(date +%s)
 SUMMARY="$OUT/summary.txt"
 FAILED=0
@@ -37,7 +39,8 @@ step() {
   local limit=$(( cap < left ? cap : left ))
   if (( limit < 15 )); then note "SKIP  $name (budget spent)"; FAILED=1; return; fi
   local t0=$(date +%s) rc
-  timeout -k 10 "$limit" "$@" > "$log" 2>&1; rc=$?
+  echo "== $name" >> "$log"
+  timeout -k 10 "$limit" "$@" >> "$log" 2>&1; rc=$?
   local took=$(( $(date +%s) - t0 ))
   if (( rc == 0 )); then note "PASS  $name (${took} s)";
   elif (( rc == 124 || rc == 137 )); then note "TIME  $name: stopped at its ${limit} s limit"; FAILED=1;
@@ -45,6 +48,7 @@ step() {
 }
 
 : > "$SUMMARY"
+for f in build tests sanitizer bench; do : > "$OUT/$f.log"; done
 note "lenet_fast GPU check, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 note "GPU: $( (nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi failed") 2>&1 | head -n 1)"
 note "$("$PY" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "gpu", torch.cuda.is_available() and torch.cuda.get_device_name(0))' 2>&1 | tail -n 1)"
@@ -73,12 +77,16 @@ step "tests" 200 "$OUT/tests.log" "$PY" -P -m pytest tests -q -rs -p no:cachepro
 # 3. compute-sanitizer on a short forward + backward of every op.
 export PYTORCH_NO_CUDA_MEMORY_CACHING=1
 for tool in memcheck racecheck; do
-  step "compute-sanitizer $tool" 100 "$OUT/$tool.log" \
+  step "compute-sanitizer $tool" 100 "$OUT/sanitizer.log" \
     compute-sanitizer --tool "$tool" --error-exitcode 9 "$PY" -P benchmarks/sanitize_run.py
 done
 unset PYTORCH_NO_CUDA_MEMORY_CACHING
 
-# 4. The benchmark (writes bench.json after every case, so a run cut short keeps what it measured).
+# 4. The main job against the tutorial's pipeline, 10 epochs each, as whole processes.
+step "train_speed (lenet_fast.train vs --impl torch --loader torchvision)" 150 "$OUT/bench.log" \
+  "$PY" -P benchmarks/train_speed.py --json "$OUT/train.json"
+
+# 5. The benchmark (writes bench.json after every case, so a run cut short keeps what it measured).
 step "bench --full --device cuda" 300 "$OUT/bench.log" \
   "$PY" -P -m lenet_fast.bench --full --device cuda --json "$OUT/bench.json"
 

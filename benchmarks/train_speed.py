@@ -24,7 +24,9 @@ PIPELINES = {"lenet_fast": [], "tutorial": ["--impl", "torch", "--loader", "torc
 def run_once(extra, args):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "m.json")
-        cmd = [sys.executable, "-m", "lenet_fast.train", "--no-progress", "--metrics-json", out, *extra, *args]
+        # -P passed on: run as this process was (-P: the installed package, not the source tree).
+        py = [sys.executable] + (["-P"] if sys.flags.safe_path else [])
+        cmd = [*py, "-m", "lenet_fast.train", "--no-progress", "--metrics-json", out, *extra, *args]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0

@@ -154,8 +154,13 @@ def download(dataset: str, data_dir=None) -> Path:
 
     root = Path(data_dir or "data")
     cls = getattr(torchvision.datasets, DATASETS[dataset].torchvision_name)
-    for train in (True, False):
-        cls(root=str(root), train=train, download=True)
+    try:
+        for train in (True, False):
+            cls(root=str(root), train=train, download=True)
+    except Exception as e:  # offline, blocked, or a partial download
+        raise DatasetNotFound(f"downloading {dataset} into {root} through torchvision failed "
+                              f"({type(e).__name__}: {e}); without a network, put the IDX files in a "
+                              f"directory and pass --data-dir DIR") from e
     return root / DATASETS[dataset].torchvision_name / "raw"
 
 

@@ -301,7 +301,7 @@ def parse_args(argv=None):
     p.add_argument("--evaluate", metavar="CHECKPOINT", help="only score this checkpoint on the test set")
     p.add_argument("--confusion", metavar="PNG", help="write the test confusion matrix as a PNG")
     p.add_argument("--metrics-json", metavar="PATH", help="write the run's metrics here")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars (they are shown only on a terminal anyway)")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "eval_batch_size"):
         if getattr(args, name) < (0 if name == "epochs" else 1):

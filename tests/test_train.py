@@ -129,3 +129,18 @@ def test_errors(data_dir, tmp_path, monkeypatch):
 def _private_cache(tmp_path, monkeypatch):
     """--loader torchvision caches uncompressed copies; keep them out of the user's home."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_download_failure_is_clear(tmp_path, monkeypatch):
+    """--download where nothing can be fetched ends in an error that says what to do instead."""
+    pytest.importorskip("torchvision")
+    import torchvision
+
+    from lenet_fast import data
+
+    def offline(*a, **k):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(data.DatasetNotFound, match="no network.*--data-dir"):
+        train.main(["--dataset", "mnist", "--data-dir", str(tmp_path), "--download", "--device", "cpu", "--no-progress"])
