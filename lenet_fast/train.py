@@ -382,4 +382,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (data.DatasetNotFound, data.IDXError) as e:  # the message says it all; no traceback
+        sys.exit(f"lenet_fast.train: {e}")

@@ -144,3 +144,20 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
     with pytest.raises(data.DatasetNotFound, match="no network.*--data-dir"):
         train.main(["--dataset", "mnist", "--data-dir", str(tmp_path), "--download", "--device", "cpu", "--no-progress"])
+
+
+def test_cli_missing_data_is_one_clear_line(tmp_path, monkeypatch):
+    """From the command line, missing data ends with the search list and exit status 1, no traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import lenet_fast
+
+    env = {**os.environ, "PYTHONPATH": str(Path(lenet_fast.__file__).resolve().parents[1])}
+    env.pop("LENET_FAST_DATA_DIR", None)
+    r = subprocess.run([sys.executable, "-m", "lenet_fast.train", "--dataset", "mnist", "--data-dir", str(tmp_path),
+                        "--no-progress"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "were not found. Looked in:" in r.stderr and str(tmp_path) in r.stderr and "Traceback" not in r.stderr
