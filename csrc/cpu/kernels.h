@@ -107,10 +107,12 @@ inline int64_t conv_weight_grad_scratch(const ConvWeightGradArgs& a) {
 }
 
 // Scratch floats conv_input_grad needs per thread: the output gradient with its pixel rows padded
-// to 16, the (IC*25, P) tap-by-pixel products, and the padded input gradient.
+// to 16, the (IC*25, P) tap-by-pixel products, the col2im lane masks (5 x Wp rounded up to 8),
+// and the padded input gradient with 8 floats of slack. The gather's masked loads may touch up
+// to 4 floats before the products (in the gradient copy) and a few after (in the masks).
 inline int64_t conv_input_grad_scratch(const ConvInputGradArgs& a) {
-  const int64_t PP = (a.Ho * a.Wo + 15) / 16 * 16;
-  return a.OC * PP + a.IC * 25 * PP + a.IC * (a.H + 2 * a.pad) * (a.W + 2 * a.pad);
+  const int64_t PP = (a.Ho * a.Wo + 15) / 16 * 16, Wp = a.W + 2 * a.pad;
+  return a.OC * PP + a.IC * 25 * PP + 5 * ((Wp + 7) / 8 * 8) + a.IC * (a.H + 2 * a.pad) * Wp + 8;
 }
 
 // The kernel table for this CPU (the best ISA it supports, or the one LENET_FAST_CPU_ISA names).

@@ -11,7 +11,8 @@
 //                     and applies bias, tanh and the average before anything is stored.
 //   conv_weight_grad  dW^T[k][oc] += sum_p x[p + tap k] g[p][oc], KB taps x OCT channels in registers.
 //   conv_input_grad   T[k][p] = sum_oc W[oc][k] g[oc][p] vectorised over pixels (no zero padding
-//                     multiplied, unlike a "full" convolution), then col2im row by row.
+//                     multiplied, unlike a "full" convolution), then col2im as a masked gather,
+//                     eight input columns at a time.
 //   linear_*          register-tiled small GEMMs on the nn.Linear layouts, no weight packing.
 #pragma once
 
@@ -451,34 +452,50 @@ LF_INLINE void tap_pixel_tile(const float* w, const float* gp, float* t, int64_t
 void conv_input_grad(const ConvInputGradArgs& a, int64_t n0, int64_t n1, float* scratch) {
   constexpr int KR = 4;  // 4 taps x 16 pixels: 8 accumulators
   const int64_t P = a.Ho * a.Wo, PP = (P + 15) / 16 * 16, K = a.IC * kTaps;
-  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad;
+  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, NV8 = (Wp + 7) / 8 * 8;
   float* gp = scratch;        // (OC, PP): grad with zeroed pixel tails, so tiles need no masks
   float* t = gp + a.OC * PP;  // (K, PP)
-  float* dxp = t + K * PP;    // (IC, Hp, Wp): the gradient of the padded input
+  int32_t* mask = reinterpret_cast<int32_t*>(t + K * PP);  // (5, NV8)
+  float* dxp = t + K * PP + kKernel * NV8;                  // (IC, Hp, Wp) + 8: padded input grad
+  // Lane c of a padded-input row takes tap column kw from output column c - kw, if that exists.
+  for (int64_t kw = 0; kw < kKernel; ++kw)
+    for (int64_t c = 0; c < NV8; ++c) mask[kw * NV8 + c] = (c >= kw && c - kw < a.Wo) ? -1 : 0;
   for (int64_t n = n0; n < n1; ++n) {
     const float* g = a.grad + n * a.OC * P;
     for (int64_t oc = 0; oc < a.OC; ++oc)
       for (int64_t p = 0; p < PP; ++p) gp[oc * PP + p] = p < P ? g[oc * P + p] : 0.0f;
     for (int64_t k0 = 0; k0 < K; k0 += KR)
       for (int64_t p0 = 0; p0 < PP; p0 += 16) tap_pixel_tile<KR>(a.w, gp, t, a.OC, K, PP, k0, p0);
-    // col2im: tap (ic, kh, kw) of output pixel (y, x) lands on padded input (y + kh, x + kw).
-    float* out = a.dx + n * a.IC * a.H * a.W;
-    float* d = a.pad ? dxp : out;
-    for (int64_t i = 0; i < a.IC * Hp * Wp; ++i) d[i] = 0.0f;
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t ic = k / kTaps, kh = (k % kTaps) / kKernel, kw = k % kKernel;
-      for (int64_t yy = 0; yy < a.Ho; ++yy) {
-        float* drow = d + (ic * Hp + yy + kh) * Wp + kw;
-        const float* trow = t + k * PP + yy * a.Wo;
-        for (int64_t xx = 0; xx < a.Wo; ++xx) drow[xx] += trow[xx];
+    // col2im as a gather: padded-input row r of plane ic sums, over taps (kh, kw), the tap's
+    // output row r - kh shifted right by kw. Eight columns at a time in a register, each load
+    // masked to the tap's Wo real columns (the rest of a load belongs to a neighbouring row or
+    // tap, or to the buffers around t, and is never used). Taps are added in the order
+    // (kh, kw), with exact zeros where a tap does not reach, so every sum is the scatter's.
+    for (int64_t ic = 0; ic < a.IC; ++ic) {
+      for (int64_t r = 0; r < Hp; ++r) {
+        float* drow = dxp + (ic * Hp + r) * Wp;
+        for (int64_t c0 = 0; c0 < NV8; c0 += 8) {
+          v8f acc = v8f{};
+          for (int64_t kh = 0; kh < kKernel; ++kh) {
+            const int64_t yy = r - kh;
+            if (yy < 0 || yy >= a.Ho) continue;
+            const float* trow = t + (ic * kTaps + kh * kKernel) * PP + yy * a.Wo + c0;
+            LF_UNROLL for (int kw = 0; kw < kKernel; ++kw) {
+              v8i m;
+              __builtin_memcpy(&m, mask + kw * NV8 + c0, sizeof m);  // scratch: 16-byte aligned
+              const v8i v = __builtin_bit_cast(v8i, load8(trow + kw * PP - kw));
+              acc += __builtin_bit_cast(v8f, v & m);
+            }
+          }
+          store8(drow + c0, acc);  // may run past the row: the next row's stores overwrite it
+        }
       }
     }
-    if (a.pad) {  // crop the padding the forward added
-      for (int64_t ic = 0; ic < a.IC; ++ic)
-        for (int64_t yy = 0; yy < a.H; ++yy)
-          for (int64_t xx = 0; xx < a.W; ++xx)
-            out[(ic * a.H + yy) * a.W + xx] = d[(ic * Hp + yy + a.pad) * Wp + xx + a.pad];
-    }
+    float* out = a.dx + n * a.IC * a.H * a.W;  // crop the padding the forward added
+    for (int64_t ic = 0; ic < a.IC; ++ic)
+      for (int64_t yy = 0; yy < a.H; ++yy)
+        for (int64_t xx = 0; xx < a.W; ++xx)
+          out[(ic * a.H + yy) * a.W + xx] = dxp[(ic * Hp + yy + a.pad) * Wp + xx + a.pad];
   }
 }
 
