@@ -59,11 +59,10 @@ def main(argv=None):
     print(f"median wall time: lenet_fast {med['lenet_fast']:.1f} s, tutorial pipeline {med['tutorial']:.1f} s "
           f"-> {ratio:.2f}x faster end to end")
     if args.json:
-        env = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "cpu_count": os.cpu_count()}
-        try:
-            env["cpu_model"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
+        import torch
+        from lenet_fast.bench import environment
+
+        env = environment([torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else []))
         with open(args.json, "w") as f:
             json.dump({"environment": env, "args": passthrough, "median_wall_seconds": med, "speedup": ratio,
                        "runs": runs}, f, indent=1)

@@ -219,9 +219,10 @@ class DeviceLoader:
 
 
 def torchvision_loader(dataset: str, split: str, batch_size: int, shuffle: bool, seed: int, data_dir=None,
-                       workers: int = 0):
+                       workers: int = 0, limit: int | None = None):
     """The tutorial's own pipeline: a torchvision dataset (PIL image -> ToTensor -> Normalize, one
-    sample at a time) in a DataLoader, read from the same files as the fast loader."""
+    sample at a time) in a DataLoader, read from the same files as the fast loader (only the
+    first `limit` samples, if given)."""
     import torchvision
     from torch.utils.data import DataLoader
     from torchvision import transforms
@@ -230,6 +231,8 @@ def torchvision_loader(dataset: str, split: str, batch_size: int, shuffle: bool,
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
     cls = getattr(torchvision.datasets, DATASETS[dataset].torchvision_name)
     ds = cls(root=str(root), train=split == "train", download=False, transform=transform)
+    if limit:
+        ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=workers)

@@ -79,16 +79,10 @@ class TorchvisionLoader:
     shuffling generator), moving each batch to the device as the tutorial does."""
 
     def __init__(self, args, split, batch_size, shuffle, device):
+        limit = args.train_limit if split == "train" else args.test_limit
         self.loader = data.torchvision_loader(args.dataset, split, batch_size, shuffle, args.seed, args.data_dir,
-                                              args.workers)
+                                              args.workers, limit)
         self.device = device
-        self.limit = args.train_limit if split == "train" else args.test_limit
-        if self.limit:
-            from torch.utils.data import Subset
-
-            self.loader = torch.utils.data.DataLoader(
-                Subset(self.loader.dataset, range(min(self.limit, len(self.loader.dataset)))),
-                batch_size=batch_size, shuffle=shuffle, generator=self.loader.generator, num_workers=args.workers)
 
     def __len__(self):
         return len(self.loader)
@@ -104,11 +98,11 @@ class TorchvisionLoader:
         self.loader.generator.set_state(state["generator"])
 
 
-def make_loader(args, split, batch_size, shuffle, device, seed_offset=0):
+def make_loader(args, split, batch_size, shuffle, device):
     if args.loader == "torchvision":
         return TorchvisionLoader(args, split, batch_size, shuffle, device)
     images, labels = load_split(args, split)
-    return data.DeviceLoader(images, labels, batch_size, shuffle, seed=args.seed + seed_offset, device=device)
+    return data.DeviceLoader(images, labels, batch_size, shuffle, seed=args.seed, device=device)
 
 
 def load_split(args, split):
@@ -198,10 +192,7 @@ def save_checkpoint(path, model, optimizer, loader, epoch, args, history):
         "args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))},
         "history": history,
     }
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    _write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path) -> dict:
@@ -247,11 +238,16 @@ def plot_confusion(confusion, classes, path, title):
     plt.close(fig)
 
 
-def write_json(path, obj):
+def _write_atomically(path, write):
+    """write(tmp) to a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
+    write(tmp)
     os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=1)))
 
 
 def _report_evaluation(args, model, device, t_start, extra):

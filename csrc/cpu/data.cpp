@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "../data_checks.h"
+#include "../checks.h"
 #include "../math.h"
 
 namespace lenet_fast {

@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "../data_checks.h"
+#include "../checks.h"
 #include "../math.h"
 #include "launch.h"
 
