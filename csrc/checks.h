@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "math.h"
+#include "kernel_math.h"
 
 namespace lenet_fast {
 

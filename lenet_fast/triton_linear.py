@@ -49,7 +49,7 @@ if HAVE_TRITON:
 
     @triton.jit
     def _tanh(x):
-        # The split of csrc/math.h: x + x^3 P(x^2) below 0.625, 1 - 2 / (e^{2|x|} + 1) above.
+        # The split of csrc/kernel_math.h: x + x^3 P(x^2) below 0.625, 1 - 2 / (e^{2|x|} + 1) above.
         ax = tl.abs(x)
         z = x * x
         p = 0.0021437746472656727

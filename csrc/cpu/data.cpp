@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "../checks.h"
-#include "../math.h"
+#include "../kernel_math.h"
 
 namespace lenet_fast {
 namespace {

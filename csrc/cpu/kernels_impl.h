@@ -1,6 +1,6 @@
 // lenet_fast CPU kernels, written once and compiled once per ISA: csrc/cpu/isa_*.cpp include this
 // file inside a `#pragma GCC target` region and export the table through make_kernels().
-// Everything has internal linkage (see math.h for why).
+// Everything has internal linkage (see kernel_math.h for why).
 //
 // Layout strategy: activations stay NCHW (the ops' contract); inside a kernel the output channels
 // of a convolution are the vector lanes (8 or 16 per register tile), so one broadcast input value

@@ -4,7 +4,7 @@
 // other architectures, through the compiler's generic lowering).
 #pragma once
 
-#include "../math.h"
+#include "../kernel_math.h"
 
 namespace lenet_fast {
 namespace {
@@ -26,7 +26,7 @@ LF_HD float hsum8(v8f v) {
   return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
-// The vector twin of ScalarOps in math.h, so tanh_impl<> runs the identical polynomial.
+// The vector twin of ScalarOps in kernel_math.h, so tanh_impl<> runs the identical polynomial.
 struct Vec8Ops {
   using V = v8f;
   LF_HD static v8f splat(float s) { return splat8(s); }

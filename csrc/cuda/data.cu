@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "../checks.h"
-#include "../math.h"
+#include "../kernel_math.h"
 #include "launch.h"
 
 namespace lenet_fast {

@@ -1,6 +1,6 @@
 // CUDA elementwise ops: tanh and its backward, 2x2/2 average pooling and its backward, and the
 // fused pool + tanh backward of conv5x5_tanh_pool. Grid-stride loops with 64-bit indices; the
-// arithmetic is math.h's, shared with the CPU kernels.
+// arithmetic is kernel_math.h's, shared with the CPU kernels.
 #include <torch/library.h>
 
 #include "launch.h"
