@@ -3,6 +3,7 @@ of each case side by side.
 
     pytest benchmarks/                              # the quick set, on CPU (and CUDA when present)
     LENET_FAST_BENCH_FULL=1 pytest benchmarks/      # every case
+    pytest benchmarks/ --benchmark-disable          # each contender once, untimed (what CI runs)
     pytest benchmarks/ --benchmark-json out.json --benchmark-group-by group
 
 Cases and contenders are lenet_fast.bench's (see its docstring). pytest-benchmark times one
@@ -57,5 +58,6 @@ def test_bench(benchmark, device, case, contender):
     benchmark.group = f"{device.type} {case.name} batch {case.batch}"
     benchmark.extra_info.update(batch=case.batch, flops_per_image=case.flops, contender=contender)
     benchmark(fn)
-    mean = benchmark.stats.stats.median
-    benchmark.extra_info.update(images_per_s=case.batch / mean, gflops=case.batch * case.flops / mean / 1e9)
+    if benchmark.stats is not None:  # None under --benchmark-disable (each call runs once, untimed)
+        median = benchmark.stats.stats.median
+        benchmark.extra_info.update(images_per_s=case.batch / median, gflops=case.batch * case.flops / median / 1e9)
