@@ -12,6 +12,8 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <array>
 #include <vector>
 
 #include "checks.h"
@@ -26,6 +28,7 @@ c10::TypedOperatorHandle<Sig> op(const char* name) {
 
 using T = at::Tensor;
 using TT = std::tuple<at::Tensor, at::Tensor>;
+constexpr int kLenet5Inputs = 11;  // x and the ten parameters
 
 std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train(
     const T& x, const T& w1, const T& b1, const T& w2, const T& b2, const T& f1w, const T& f1b,
@@ -46,9 +49,14 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train(
   return {logits, {act1, p1, act2, flat, h1, h2}};
 }
 
+// Gradients flow from the logits down; the walk stops below the deepest tensor that needs a
+// gradient (a frozen feature extractor costs no convolution backward), and a layer's weight
+// gradient kernel runs only when its weight or bias needs one. need[i] follows the forward op's
+// inputs: x, conv1 weight and bias, conv2 ..., fc3 bias.
 std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, const T& w2,
                                         const T& f1w, const T& f2w, const T& f3w,
-                                        at::TensorList saved, int64_t padding, bool input_grad) {
+                                        at::TensorList saved, int64_t padding,
+                                        std::array<bool, kLenet5Inputs> need) {
   const char* name = "lenet5_backward";
   LF_CHECK(saved.size() == 6, name, "expected the 6 tensors lenet5_forward_train saves, got ",
            saved.size());
@@ -63,25 +71,37 @@ std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, 
       "lenet_fast::conv5x5_tanh_pool_backward_weight");
   const T &act1 = saved[0], &p1 = saved[1], &act2 = saved[2], &flat = saved[3], &h1 = saved[4],
           &h2 = saved[5];
-  auto [df3w, df3b] = lin_bwd_w.call(grad, h2);
+  // Does anything below input `i` (in forward order) need a gradient?
+  const auto below = [&](int i) {
+    return std::any_of(need.begin(), need.begin() + i, [](bool b) { return b; });
+  };
+  std::vector<T> g(kLenet5Inputs);
+  const auto done = [&]() {  // what nobody asked for is an empty tensor
+    for (int i = 0; i < kLenet5Inputs; ++i)
+      if (!need[i] || !g[i].defined()) g[i] = at::empty({0}, grad.options());
+    return g;
+  };
+  if (need[9] || need[10]) std::tie(g[9], g[10]) = lin_bwd_w.call(grad, h2);
+  if (!below(9)) return done();
   const T g2 = tanh_bwd.call(lin_bwd_x.call(grad, f3w), h2);
-  auto [df2w, df2b] = lin_bwd_w.call(g2, h1);
+  if (need[7] || need[8]) std::tie(g[7], g[8]) = lin_bwd_w.call(g2, h1);
+  if (!below(7)) return done();
   const T g1 = tanh_bwd.call(lin_bwd_x.call(g2, f2w), h1);
-  auto [df1w, df1b] = lin_bwd_w.call(g1, flat);
+  if (need[5] || need[6]) std::tie(g[5], g[6]) = lin_bwd_w.call(g1, flat);
+  if (!below(5)) return done();
   const T dp2 = lin_bwd_x.call(g1, f1w).view({act2.size(0), act2.size(1), act2.size(2) / 2, act2.size(3) / 2});
   const T dpre2 = pool_bwd.call(dp2, act2);
-  auto [dw2, db2] = conv_bwd_w.call(dpre2, p1, 0);
+  if (need[3] || need[4]) std::tie(g[3], g[4]) = conv_bwd_w.call(dpre2, p1, 0);
+  if (!below(3)) return done();
   const T dp1 = conv_bwd_x.call(dpre2, w2, 0);
-  T dw1, db1, dx;
-  if (input_grad) {  // dL/dx needs the full-resolution gradient anyway
+  if (need[0]) {  // dL/dx needs the full-resolution gradient anyway
     const T dpre1 = pool_bwd.call(dp1, act1);
-    std::tie(dw1, db1) = conv_bwd_w.call(dpre1, x, padding);
-    dx = conv_bwd_x.call(dpre1, w1, padding);
+    if (need[1] || need[2]) std::tie(g[1], g[2]) = conv_bwd_w.call(dpre1, x, padding);
+    g[0] = conv_bwd_x.call(dpre1, w1, padding);
   } else {  // the usual case: the image needs no gradient, and conv1's never leaves the kernel
-    std::tie(dw1, db1) = fused_bwd_w.call(dp1, act1, x, padding);
-    dx = at::empty({0}, x.options());
+    std::tie(g[1], g[2]) = fused_bwd_w.call(dp1, act1, x, padding);
   }
-  return {dx, dw1, db1, dw2, db2, df1w, df1b, df2w, df2b, df3w, df3b};
+  return done();
 }
 
 // The autograd node of lenet5_forward_train: backward is one lenet5_backward call. The saved
@@ -110,17 +130,20 @@ struct Lenet5TrainFunction : public torch::autograd::Function<Lenet5TrainFunctio
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    torch::autograd::variable_list result(12);  // one per input of forward, padding included
+    torch::autograd::variable_list result(kLenet5Inputs + 1);  // padding included
     if (!grads[0].defined()) return result;
     const auto s = ctx->get_saved_variables();
     static const auto bwd =
         op<std::vector<T>(const T&, const T&, const T&, const T&, const T&, const T&, const T&,
-                          at::TensorList, int64_t, bool)>("lenet_fast::lenet5_backward");
+                          at::TensorList, int64_t, std::array<bool, kLenet5Inputs>)>(
+            "lenet_fast::lenet5_backward");
+    std::array<bool, kLenet5Inputs> need{};
+    for (int i = 0; i < kLenet5Inputs; ++i) need[i] = ctx->needs_input_grad(i);
     const std::vector<T> saved(s.begin() + 6, s.end());
     const std::vector<T> g = bwd.call(grads[0], s[0], s[1], s[2], s[3], s[4], s[5], saved,
-                                      ctx->saved_data["padding"].toInt(), ctx->needs_input_grad(0));
-    for (size_t i = 0; i < g.size(); ++i)
-      if (ctx->needs_input_grad(i)) result[i] = g[i];
+                                      ctx->saved_data["padding"].toInt(), need);
+    for (int i = 0; i < kLenet5Inputs; ++i)
+      if (need[i]) result[i] = g[i];
     return result;
   }
 };

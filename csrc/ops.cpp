@@ -59,9 +59,10 @@ TORCH_LIBRARY(lenet_fast, m) {
       "lenet5_forward_train(Tensor x, Tensor conv1_weight, Tensor conv1_bias, Tensor conv2_weight, "
       "Tensor conv2_bias, Tensor fc1_weight, Tensor fc1_bias, Tensor fc2_weight, Tensor fc2_bias, "
       "Tensor fc3_weight, Tensor fc3_bias, int conv1_padding) -> (Tensor, Tensor[])");
-  // Gradients (dx or an empty tensor, then each parameter's in the order of lenet5_forward).
+  // The gradients of x and each parameter, in lenet5_forward's order; where output_mask says an
+  // input needs none, that output is an empty tensor and nothing that only it needs is computed.
   m.def(
       "lenet5_backward(Tensor grad, Tensor x, Tensor conv1_weight, Tensor conv2_weight, "
       "Tensor fc1_weight, Tensor fc2_weight, Tensor fc3_weight, Tensor[] saved, int conv1_padding, "
-      "bool input_grad) -> Tensor[]");
+      "bool[11] output_mask) -> Tensor[]");
 }

@@ -124,12 +124,10 @@ def _(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding):
 
 
 @torch.library.register_fake("lenet_fast::lenet5_backward")
-def _(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, input_grad):
-    like = lambda t: t.new_empty(t.shape)  # noqa: E731
-    dx = x.new_empty(x.shape) if input_grad else x.new_empty((0,))
-    return [dx, like(w1), w1.new_empty((w1.shape[0],)), like(w2), w2.new_empty((w2.shape[0],)),
-            like(f1w), f1w.new_empty((f1w.shape[0],)), like(f2w), f2w.new_empty((f2w.shape[0],)),
-            like(f3w), f3w.new_empty((f3w.shape[0],))]
+def _(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, output_mask):
+    shapes = [x.shape, w1.shape, w1.shape[:1], w2.shape, w2.shape[:1], f1w.shape, f1w.shape[:1],
+              f2w.shape, f2w.shape[:1], f3w.shape, f3w.shape[:1]]
+    return [grad.new_empty(shape if need else (0,)) for shape, need in zip(shapes, output_mask)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,8 +147,9 @@ def _conv_grads(ctx, grad_pre, x, weight):
 def _conv5x5_setup(ctx, inputs, output):
     x, weight, _, padding = inputs
     ctx.padding = padding
-    need_x, need_w = ctx.needs_input_grad[:2]
-    ctx.save_for_backward(x if need_w else None, weight if need_x else None)
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    # dL/dx needs the weight; dL/dweight and dL/dbias come from one op, which reads x.
+    ctx.save_for_backward(x if need_w or need_b else None, weight if need_x else None)
 
 
 def _conv5x5_backward(ctx, grad):
@@ -165,10 +164,10 @@ def _conv_tanh_pool_setup(ctx, inputs, output):
     x, weight, bias, padding, save_act = inputs
     ctx.padding = padding
     ctx.set_materialize_grads(False)
-    need_x, need_w = ctx.needs_input_grad[:2]
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
     ctx.recompute = not save_act
     if save_act:
-        ctx.save_for_backward(x if need_w else None, weight if need_x else None, output[1])
+        ctx.save_for_backward(x if need_w or need_b else None, weight if need_x else None, output[1])
     else:  # called without the activation kept: backward recomputes it from the inputs
         ctx.save_for_backward(x, weight, bias)
 
@@ -220,22 +219,20 @@ def _tanh_backward(ctx, grad):
 torch.library.register_autograd("lenet_fast::tanh", _tanh_backward, setup_context=_tanh_setup)
 
 
-def _linear_setup(ctx, inputs, output):
+def _linear_setup(ctx, inputs, output, y=None):
     x, weight, _ = inputs
-    need_x, need_w = ctx.needs_input_grad[:2]
-    ctx.save_for_backward(x if need_w else None, weight if need_x else None, None)
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    ctx.save_for_backward(x if need_w or need_b else None, weight if need_x else None, y)
 
 
 def _linear_tanh_setup(ctx, inputs, output):
-    x, weight, _ = inputs
-    need_x, need_w = ctx.needs_input_grad[:2]
-    ctx.save_for_backward(x if need_w else None, weight if need_x else None, output)
+    _linear_setup(ctx, inputs, output, y=output)
 
 
 def _linear_backward(ctx, grad):
     x, weight, y = ctx.saved_tensors
     grad_pre = grad if y is None else ops.tanh_backward(grad, y)
-    need_x, need_w, need_b = ctx.needs_input_grad
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
     dx = ops.linear_backward_input(grad_pre, weight) if need_x else None
     dw = db = None
     if need_w or need_b:

@@ -150,53 +150,69 @@ def triton_linear(x: Tensor, weight: Tensor, bias: Tensor, apply_tanh: bool) -> 
 
 
 @torch.library.triton_op("lenet_fast::triton_linear_backward", mutates_args=())
-def triton_linear_backward(grad: Tensor, x: Tensor, weight: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """(dx, dweight, dbias) of triton_linear, from its output gradient and, for tanh, its output y."""
-    tensors = dict(grad=grad, x=x, weight=weight) | ({"y": y} if y is not None else {})
+def triton_linear_backward(grad: Tensor, x: Tensor | None, weight: Tensor | None,
+                           y: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, dweight, dbias) of triton_linear from its output gradient and, for tanh, its output y.
+
+    Only what is asked for is computed: dx needs `weight`, dweight and dbias (one pass) need `x`;
+    pass None for what autograd needs no gradient through, and that output is an empty tensor.
+    """
+    tensors = {k: t for k, t in dict(grad=grad, x=x, weight=weight, y=y).items() if t is not None}
     _check("triton_linear_backward", **tensors)
-    n_out, k = weight.shape
+    if x is None and weight is None:
+        raise RuntimeError("lenet_fast::triton_linear_backward: expected x (for dweight, dbias) or "
+                           "weight (for dx), got neither")
+    n_out = grad.shape[-1]
+    k = x.shape[-1] if x is not None else weight.shape[1]
     g2 = grad.reshape(-1, n_out)
-    x2 = x.reshape(-1, k)
     y2 = y.reshape(-1, n_out) if y is not None else g2
     if y is not None and y2.stride() != g2.stride():
         y2, g2 = y2.contiguous(), g2.contiguous()
     m = g2.shape[0]
-    dx = torch.empty((m, k), device=x.device, dtype=torch.float32)
-    chunks = max(1, triton.cdiv(m, CHUNK))
-    dw_part = torch.empty((chunks, n_out, k), device=x.device, dtype=torch.float32)
-    db_part = torch.empty((chunks, n_out), device=x.device, dtype=torch.float32)
     kern = torch.library.wrap_triton(_matmul_kernel)
-    if m > 0:
-        # dx = gpre . W: A = gpre (m, n_out), B(j, c) = W[j, c]
-        kern[_grid(m, k)](
-            g2, y2, weight, dx, weight, dx, m, k, n_out, max(n_out, 1),
-            g2.stride(0), g2.stride(1), weight.stride(0), weight.stride(1), 0, dx.stride(0), dx.stride(1),
-            HAS_Y=y is not None, HAS_BIAS=False, APPLY_TANH=False, COLSUM=False,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
-        # dW partials: A(j, r) = gpre[r, j] over a chunk of rows r, B(r, c) = x[r, c]
-        kern[_grid(n_out, k, chunks)](
-            g2, y2, x2, dw_part, weight, db_part, n_out, k, m, CHUNK,
-            g2.stride(1), g2.stride(0), x2.stride(0), x2.stride(1),
-            dw_part.stride(0), dw_part.stride(1), dw_part.stride(2),
-            HAS_Y=y is not None, HAS_BIAS=False, APPLY_TANH=False, COLSUM=True,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
-        dw, db = dw_part.sum(0), db_part.sum(0)  # second pass: partials added in chunk order
-    else:
-        dw = torch.zeros_like(weight)
-        db = torch.zeros((n_out,), device=x.device, dtype=torch.float32)
-    return dx.view(*x.shape[:-1], k), dw, db
+    dx, dw, db = (grad.new_empty((0,)) for _ in range(3))  # outputs may not alias each other
+    if weight is not None:  # dx = gpre . W: A = gpre (m, n_out), B(j, c) = W[j, c]
+        dx = torch.empty((m, k), device=grad.device, dtype=torch.float32)
+        if m > 0:
+            kern[_grid(m, k)](
+                g2, y2, weight, dx, weight, dx, m, k, n_out, max(n_out, 1),
+                g2.stride(0), g2.stride(1), weight.stride(0), weight.stride(1), 0, dx.stride(0), dx.stride(1),
+                HAS_Y=y is not None, HAS_BIAS=False, APPLY_TANH=False, COLSUM=False,
+                BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+        dx = dx.view(*grad.shape[:-1], k)
+    if x is not None:
+        x2 = x.reshape(-1, k)
+        if m > 0:
+            # dW partials: A(j, r) = gpre[r, j] over a chunk of rows r, B(r, c) = x[r, c]; the row
+            # sums of A over the same chunk are dbias's partials.
+            chunks = triton.cdiv(m, CHUNK)
+            dw_part = torch.empty((chunks, n_out, k), device=grad.device, dtype=torch.float32)
+            db_part = torch.empty((chunks, n_out), device=grad.device, dtype=torch.float32)
+            kern[_grid(n_out, k, chunks)](
+                g2, y2, x2, dw_part, dw_part, db_part, n_out, k, m, CHUNK,
+                g2.stride(1), g2.stride(0), x2.stride(0), x2.stride(1),
+                dw_part.stride(0), dw_part.stride(1), dw_part.stride(2),
+                HAS_Y=y is not None, HAS_BIAS=False, APPLY_TANH=False, COLSUM=True,
+                BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+            dw, db = dw_part.sum(0), db_part.sum(0)  # second pass: partials added in chunk order
+        else:
+            dw = torch.zeros((n_out, k), device=grad.device, dtype=torch.float32)
+            db = torch.zeros((n_out,), device=grad.device, dtype=torch.float32)
+    return dx, dw, db
 
 
 def _setup(ctx, inputs, output):
     x, weight, _, apply_tanh = inputs
-    ctx.save_for_backward(x, weight, output if apply_tanh else None)
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    ctx.save_for_backward(x if need_w or need_b else None, weight if need_x else None,
+                          output if apply_tanh else None)
 
 
 def _backward(ctx, grad):
     x, weight, y = ctx.saved_tensors
     dx, dw, db = triton_linear_backward(grad, x, weight, y)
-    need = ctx.needs_input_grad
-    return (dx if need[0] else None), (dw if need[1] else None), (db if need[2] else None), None
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    return (dx if need_x else None), (dw if need_w else None), (db if need_b else None), None
 
 
 triton_linear.register_autograd(_backward, setup_context=_setup)

@@ -11,12 +11,22 @@ def samples(device):
     x2, w2, b2 = r(2, 6, 14, 14, grad=True), r(16, 6, 5, 5, grad=True), r(16, grad=True)
     h, fw, fb = r(5, 400, grad=True), r(120, 400, grad=True), r(120, grad=True)
     params = [r(6, 1, 5, 5), r(6), r(16, 6, 5, 5), r(16), r(120, 400), r(120), r(84, 120), r(84), r(10, 84), r(10)]
+    # lenet5_backward's inputs, from a forward on the same parameters
+    xb = r(3, 1, 28, 28)
+    logits, saved = O.lenet5_forward_train(xb, *params, 2)
+    bwd = lambda mask: (torch.randn_like(logits), xb, *params[0::2], saved, 2, mask)  # noqa: E731
+    nd = lambda t: t.detach()  # noqa: E731  (a tensor that needs no gradient)
     return [
         (O.conv5x5, (x1, w1, b1, 2)),
         (O.conv5x5, (r(2, 3, 9, 11), r(5, 3, 5, 5), r(5), 1)),
+        # every differentiable input mixed with non-differentiable ones (frozen weight, trainable bias, ...)
+        (O.conv5x5, (nd(x1), nd(w1), b1, 2)),
+        (O.conv5x5, (x1, nd(w1), b1, 2)),
         (O.conv5x5_tanh_pool, (x1, w1, b1, 2, True)),
         (O.conv5x5_tanh_pool, (x2, w2, b2, 0, True)),
         (O.conv5x5_tanh_pool, (x2, w2, b2, 0, False)),
+        (O.conv5x5_tanh_pool, (nd(x2), nd(w2), b2, 0, True)),
+        (O.conv5x5_tanh_pool, (x2, nd(w2), nd(b2), 0, True)),
         (O.conv5x5_tanh_pool, (r(2, 2, 9, 7), r(3, 2, 5, 5), r(3), 0, True)),
         (O.conv5x5_backward_input, (r(3, 16, 10, 10), r(16, 6, 5, 5), 0)),
         (O.conv5x5_backward_input, (r(3, 6, 28, 28), r(6, 1, 5, 5), 2)),
@@ -30,7 +40,9 @@ def samples(device):
         (O.tanh, (r(4, 7, grad=True),)),
         (O.tanh_backward, (r(4, 7), r(4, 7))),
         (O.linear, (h, fw, fb)),
+        (O.linear, (nd(h), nd(fw), fb)),
         (O.linear_tanh, (h, fw, fb)),
+        (O.linear_tanh, (h, nd(fw), fb)),
         (O.linear_tanh, (r(2, 3, 84, grad=True), r(10, 84, grad=True), r(10, grad=True))),
         (O.linear_backward_input, (r(5, 120), r(120, 400))),
         (O.linear_backward_weight, (r(5, 120), r(5, 400))),
@@ -39,6 +51,13 @@ def samples(device):
                               torch.tensor([8, 0, 3, 3], device=device), 0.5, 0.5)),
         (O.lenet5_forward_train, (r(3, 1, 28, 28, grad=True), *[p.detach().requires_grad_() for p in params], 2)),
         (O.lenet5_forward_train, (r(2, 1, 32, 32), *[p.detach().requires_grad_() for p in params], 0)),
+        # frozen features, trainable head; biases only
+        (O.lenet5_forward_train, (r(2, 1, 28, 28), *[p.detach().requires_grad_(i >= 8) for i, p in enumerate(params)], 2)),
+        (O.lenet5_forward_train, (r(2, 1, 28, 28), *[p.detach().requires_grad_(i % 2 == 1) for i, p in enumerate(params)], 2)),
+        (O.lenet5_backward, bwd([True] * 11)),
+        (O.lenet5_backward, bwd([False] + [True] * 10)),
+        (O.lenet5_backward, bwd([False] * 9 + [True, True])),
+        (O.lenet5_backward, bwd([True] + [False] * 10)),
     ]
 
 
@@ -51,11 +70,22 @@ def test_opcheck(device, index):
     torch.library.opcheck(op, args)
 
 
+def _cpp_ops():
+    """The ops the extension registers (the Triton ones, lenet_fast::triton_*, are Python
+    triton_ops with their own tests in test_triton.py)."""
+    return sorted(n.split("::")[1] for n in torch._C._dispatch_get_all_op_names()
+                  if n.startswith("lenet_fast::") and not n.startswith("lenet_fast::triton_"))
+
+
+def test_every_op_has_an_opcheck_sample():
+    sampled = {op.__name__.split(".")[0] for op, _ in samples("cpu")}
+    missing = sorted(set(_cpp_ops()) - sampled)
+    assert not missing, f"ops with no opcheck sample: {missing}"
+
+
 def test_every_op_has_a_cpu_cuda_and_fake_kernel():
-    # The C++ ops (the Triton ones, lenet_fast::triton_*, are Python triton_ops tested in test_triton)
-    names = [n for n in torch._C._dispatch_get_all_op_names()
-             if n.startswith("lenet_fast::") and not n.startswith("lenet_fast::triton_")]
-    assert len(names) == 18, names
+    names = _cpp_ops()
+    assert "conv5x5" in names and "lenet5_backward" in names  # the schemas were found at all
     for name in names:
         for key in ("CPU", "CUDA", "Meta"):
-            assert torch._C._dispatch_has_kernel_for_dispatch_key(name, key), f"{name} has no {key} kernel"
+            assert torch._C._dispatch_has_kernel_for_dispatch_key(f"lenet_fast::{name}", key), f"{name} has no {key} kernel"
