@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 import lenet_fast
 from lenet_fast import LeNet5, TorchLeNet5, ops
+from lenet_fast.reference import float32_reference
 
 
 def close(a, b, what):
@@ -26,6 +27,12 @@ def close(a, b, what):
 
 
 def run(device: torch.device, triton: bool) -> None:
+    # Stock PyTorch as a true float32 reference: by default cuDNN may use TF32 on CUDA.
+    with float32_reference():
+        _run(device, triton)
+
+
+def _run(device: torch.device, triton: bool) -> None:
     torch.manual_seed(0)
     for batch in (1, 3, 33):
         # Whole model: inference op, training op and its backward, against the stock model.

@@ -1,7 +1,29 @@
 """The stock PyTorch LeNet-5 of the reference tutorial (section 8), verbatim in structure: the
-baseline every test and benchmark compares lenet_fast against."""
+baseline every test and benchmark compares lenet_fast against; and float32_reference(), the
+setting under which stock PyTorch is a true float32 reference on CUDA."""
+import contextlib
+
 import torch
 import torch.nn as nn
+
+
+@contextlib.contextmanager
+def float32_reference():
+    """Within it, stock PyTorch computes float32 convolutions and matmuls in float32 on CUDA.
+
+    PyTorch's defaults let cuDNN run float32 convolutions in TF32 (10-bit mantissa products), so
+    out of the box stock conv2d on a GPU is less accurate than lenet_fast's kernels and cannot
+    serve as the float32 side of an accuracy comparison. This switches TF32 off for cuDNN and
+    cuBLAS and restores the previous settings on exit. (The legacy allow_tf32 flags: they set
+    every cuDNN flag of the newer fp32_precision API consistently, in every torch supported.)
+    """
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 class TorchLeNet5(nn.Module):

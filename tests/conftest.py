@@ -10,6 +10,7 @@ if not torch.cuda.is_available():
 
 import lenet_fast
 from lenet_fast import _C
+from lenet_fast.reference import float32_reference
 
 CUDA = lenet_fast.cuda_available()
 DEVICES = [
@@ -37,3 +38,11 @@ def cpu_isa(request):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _true_float32():
+    """Every stock reference in the suite is true float32: no TF32 for cuDNN convolutions, which
+    PyTorch allows by default on CUDA (tests/helpers.py also asks for it where it compares)."""
+    with float32_reference():
+        yield

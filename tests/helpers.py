@@ -6,6 +6,8 @@ results stock PyTorch happens to compute exactly (pooling, some sums).
 """
 import torch
 
+from lenet_fast.reference import float32_reference
+
 LAYOUTS = ["contiguous", "channels_last", "strided"]
 
 
@@ -53,13 +55,15 @@ def grads_of(fn, inputs, grad_out):
 
 
 def compare_with_stock(ours_fn, stock_fn, inputs, name):
-    """Forward and every input gradient of ours_fn against stock_fn in float32 and float64."""
-    with torch.no_grad():
+    """Forward and every input gradient of ours_fn against stock_fn in float32 and float64
+    (stock float32 in true float32: no TF32 on CUDA)."""
+    with torch.no_grad(), float32_reference():
         probe = stock_fn(*[t.detach() for t in inputs])
     grad_out = torch.randn(probe.shape, dtype=torch.float64, device=probe.device)
     out, grads = grads_of(ours_fn, inputs, grad_out)
-    out32, grads32 = grads_of(stock_fn, inputs, grad_out)
-    out64, grads64 = grads_of(stock_fn, [t.double() for t in inputs], grad_out)
+    with float32_reference():
+        out32, grads32 = grads_of(stock_fn, inputs, grad_out)
+        out64, grads64 = grads_of(stock_fn, [t.double() for t in inputs], grad_out)
     assert out.dtype == torch.float32
     assert_matches_reference(out, out32, out64, f"{name} forward")
     for i, (g, g32, g64) in enumerate(zip(grads, grads32, grads64)):
@@ -77,8 +81,9 @@ def compare_model_with_stock(fast, stock, x, name=""):
     labels = torch.randint(0, 10, (x.shape[0],), device=x.device)
     outs, grads = [], []
     for model, inp in ((fast, x), (stock, x), (stock64, x.double())):
-        out = model(inp)
-        F.cross_entropy(out, labels).backward()
+        with float32_reference():
+            out = model(inp)
+            F.cross_entropy(out, labels).backward()
         outs.append(out)
         grads.append({k: p.grad for k, p in model.named_parameters()})
     assert_matches_reference(*outs, name=f"logits{name}")
