@@ -246,6 +246,13 @@ inline void check_linear_weight_grad(const char* op, const at::Tensor& grad, con
            "dimensions, got grad ", grad.sizes(), " and x ", x.sizes());
 }
 
+// t (..., cols) viewed as a (rows, cols) matrix, rows the product of the leading dimensions (1 for
+// a 1-D t). Not reshape({-1, cols}): with cols == 0 the -1 is ambiguous and reshape throws.
+inline at::Tensor as_matrix(const at::Tensor& t) {
+  const auto lead = t.sizes().slice(0, t.dim() - 1);
+  return t.reshape({c10::multiply_integers(lead.begin(), lead.end()), t.size(-1)});
+}
+
 // The shape of a linear layer's output: x's leading dimensions, then J.
 inline std::vector<int64_t> linear_out_sizes(const at::Tensor& x, int64_t J) {
   std::vector<int64_t> s(x.sizes().begin(), x.sizes().end());
@@ -305,6 +312,8 @@ inline void check_gather_normalize(const char* op, const at::Tensor& images, con
            "expected index to be a 1-D int64 tensor of sample numbers, got ", index.scalar_type(),
            " of shape ", index.sizes());
   LF_CHECK(std != 0.0, op, "expected a nonzero std, got 0");
+  LF_CHECK(images.size(0) > 0 || index.numel() == 0, op, "expected a non-empty dataset to pick ",
+           index.numel(), " samples from, got images of shape ", images.sizes());
   check_devices(op, kind, {{"images", &images}, {"index", &index}});
 }
 

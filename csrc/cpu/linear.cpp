@@ -13,7 +13,7 @@ at::Tensor linear_impl(const char* op, const at::Tensor& x, const at::Tensor& w,
                        const at::Tensor& b, bool apply_tanh) {
   check_linear(op, x, w, b, at::kCPU);
   const int64_t K = w.size(1), J = w.size(0);
-  const at::Tensor x2 = x.reshape({-1, K}).contiguous();
+  const at::Tensor x2 = as_matrix(x).contiguous();
   const at::Tensor wc = w.contiguous(), bc = b.contiguous();
   const int64_t N = x2.size(0);
   at::Tensor y = at::empty({N, J}, x.options());
@@ -38,7 +38,7 @@ at::Tensor linear_backward_input_cpu(const at::Tensor& grad, const at::Tensor& w
   const char* op = "linear_backward_input";
   check_linear_input_grad(op, grad, w, at::kCPU);
   const int64_t K = w.size(1), J = w.size(0);
-  const at::Tensor g2 = grad.reshape({-1, J}).contiguous(), wc = w.contiguous();
+  const at::Tensor g2 = as_matrix(grad).contiguous(), wc = w.contiguous();
   const int64_t N = g2.size(0);
   at::Tensor dx = at::empty({N, K}, grad.options());
   const int64_t grain = std::max<int64_t>(1, 1000000 / std::max<int64_t>(2 * K * J, 1));
@@ -54,7 +54,7 @@ std::tuple<at::Tensor, at::Tensor> linear_backward_weight_cpu(const at::Tensor& 
   const char* op = "linear_backward_weight";
   check_linear_weight_grad(op, grad, x, at::kCPU);
   const int64_t K = x.size(-1), J = grad.size(-1);
-  const at::Tensor g2 = grad.reshape({-1, J}).contiguous(), x2 = x.reshape({-1, K}).contiguous();
+  const at::Tensor g2 = as_matrix(grad).contiguous(), x2 = as_matrix(x).contiguous();
   const int64_t N = g2.size(0);
   at::Tensor dw = at::empty({J, K}, x.options());
   at::Tensor db = at::empty({J}, x.options());

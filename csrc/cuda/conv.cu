@@ -296,20 +296,24 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cuda(const at::Tensor
   const ConvShape s = check_conv_weight_grad(op, grad, nullptr, x, padding, at::kCUDA);
   const int64_t N = s.N, IC = s.IC, H = s.H, W = s.W, OC = s.OC, Ho = s.Ho, Wo = s.Wo;
   const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor dw = at::zeros({OC, IC, kKernel, kKernel}, x.options());
-  at::Tensor db = at::zeros({OC}, x.options());
-  if (N == 0 || OC == 0) return {dw, db};
+  if (N == 0 || OC == 0)
+    return {at::zeros({OC, IC, kKernel, kKernel}, x.options()), at::zeros({OC}, x.options())};
   const int64_t shared = (H + 2 * padding) * (W + 2 * padding) + OC * Ho * Wo + OC * kTaps;
-  LF_CHECK(shared <= kSharedFloats, op, "on CUDA, one padded input plane, the output gradient of "
-           "one image and the weight gradient must fit in 48 KB of shared memory: ", shared,
-           " floats > ", kSharedFloats, "; reduce the image size or the output channels");
+  LF_CHECK(IC == 0 || shared <= kSharedFloats, op, "on CUDA, one padded input plane, the output "
+           "gradient of one image and the weight gradient must fit in 48 KB of shared memory: ",
+           shared, " floats > ", kSharedFloats, "; reduce the image size or the output channels");
   LF_CHECK(IC <= 65535, op, "at most 65535 input channels on CUDA, got ", IC);
-  const at::Tensor gc = grad.contiguous(), xc = x.contiguous();
+  at::Tensor dw = at::empty({OC, IC, kKernel, kKernel}, x.options());  // written in full below
+  at::Tensor db = at::empty({OC}, x.options());
+  const at::Tensor gc = grad.contiguous();
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  launch_channel_sum(gc.data_ptr<float>(), db.data_ptr<float>(), N, OC, Ho * Wo);
+  if (IC == 0) return {dw, db};  // no weights: a grid of zero blocks is not a valid launch
+  const at::Tensor xc = x.contiguous();
   // A fixed chunking that depends only on N: the sum order never depends on the hardware.
   const int64_t chunk = std::max<int64_t>(8, (N + 255) / 256);
   const int64_t chunks = (N + chunk - 1) / chunk;
   at::Tensor partial = at::empty({chunks, OC * IC * kTaps}, x.options());
-  const auto stream = c10::cuda::getCurrentCUDAStream();
   conv_weight_grad_kernel<<<dim3(static_cast<unsigned int>(chunks), static_cast<unsigned int>(IC)),
                             kThreads, shared * sizeof(float), stream>>>(
       gc.data_ptr<float>(), xc.data_ptr<float>(), partial.data_ptr<float>(), N, chunk, IC, H, W,
@@ -318,7 +322,6 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cuda(const at::Tensor
   conv_weight_reduce_kernel<<<grid_for(dw.numel()), kThreads, 0, stream>>>(
       partial.data_ptr<float>(), dw.data_ptr<float>(), chunks, dw.numel());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  launch_channel_sum(gc.data_ptr<float>(), db.data_ptr<float>(), N, OC, Ho * Wo);
   return {dw, db};
 }
 

@@ -72,16 +72,12 @@ at::Tensor linear_impl(const char* op, const at::Tensor& x, const at::Tensor& w,
   check_linear(op, x, w, b, at::kCUDA);
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t K = w.size(1), J = w.size(0);
-  const at::Tensor x2 = x.reshape({-1, K}).contiguous(), wc = w.contiguous(), bc = b.contiguous();
+  const at::Tensor x2 = as_matrix(x).contiguous(), wc = w.contiguous(), bc = b.contiguous();
   const int64_t N = x2.size(0);
   at::Tensor y = at::empty({N, J}, x.options());
-  if (K == 0) {
-    y.copy_(bc.expand({N, J}));
-    if (apply_tanh) y.tanh_();
-  } else {
-    launch_gemm(x2.data_ptr<float>(), K, 1, wc.data_ptr<float>(), 1, K, y.data_ptr<float>(), N, J,
-                K, bc.data_ptr<float>(), apply_tanh);
-  }
+  // K == 0 too: the sum over no features is 0, so y is the bias (through tanh_f32, as on the CPU)
+  launch_gemm(x2.data_ptr<float>(), K, 1, wc.data_ptr<float>(), 1, K, y.data_ptr<float>(), N, J,
+              K, bc.data_ptr<float>(), apply_tanh);
   return y.view(linear_out_sizes(x, J));
 }
 
@@ -98,8 +94,8 @@ at::Tensor linear_backward_input_cuda(const at::Tensor& grad, const at::Tensor& 
   check_linear_input_grad(op, grad, w, at::kCUDA);
   const c10::cuda::CUDAGuard guard(grad.device());
   const int64_t K = w.size(1), J = w.size(0);
-  const at::Tensor g2 = grad.reshape({-1, J}).contiguous(), wc = w.contiguous();
-  at::Tensor dx = at::zeros({g2.size(0), K}, grad.options());
+  const at::Tensor g2 = as_matrix(grad).contiguous(), wc = w.contiguous();
+  at::Tensor dx = at::empty({g2.size(0), K}, grad.options());  // the GEMM writes every element
   launch_gemm(g2.data_ptr<float>(), J, 1, wc.data_ptr<float>(), K, 1, dx.data_ptr<float>(),
               g2.size(0), K, J, nullptr, false);
   return dx.view(linear_out_sizes(grad, K));
@@ -111,11 +107,11 @@ std::tuple<at::Tensor, at::Tensor> linear_backward_weight_cuda(const at::Tensor&
   check_linear_weight_grad(op, grad, x, at::kCUDA);
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t K = x.size(-1), J = grad.size(-1);
-  const at::Tensor g2 = grad.reshape({-1, J}).contiguous(), x2 = x.reshape({-1, K}).contiguous();
+  const at::Tensor g2 = as_matrix(grad).contiguous(), x2 = as_matrix(x).contiguous();
   const int64_t N = g2.size(0);
-  at::Tensor dw = at::zeros({J, K}, x.options());
-  at::Tensor db = at::zeros({J}, x.options());
-  if (N == 0) return {dw, db};
+  if (N == 0) return {at::zeros({J, K}, x.options()), at::zeros({J}, x.options())};
+  at::Tensor dw = at::empty({J, K}, x.options());  // the GEMM and the channel sum write all of it
+  at::Tensor db = at::empty({J}, x.options());
   launch_gemm(g2.data_ptr<float>(), 1, J, x2.data_ptr<float>(), K, 1, dw.data_ptr<float>(), J, K,
               N, nullptr, false);
   launch_channel_sum(g2.data_ptr<float>(), db.data_ptr<float>(), N, J, 1);
