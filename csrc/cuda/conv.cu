@@ -62,7 +62,7 @@ __global__ void conv5x5_forward_kernel(
         oy = r / Wo;
         ox = r % Wo;
       }
-    } else if (valid) {
+    } else if (FUSED && valid) {  // the odd-edge pixels exist only in the fused kernel
       const int e = item - OC * per_oc, per = edge_col + edge_row;
       oc = e / per;
       const int r = e % per;
