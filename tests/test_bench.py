@@ -62,6 +62,7 @@ def test_op_contenders_agree(case):
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4, msg=lambda m: f"{case.name} {name}: {m}")
 
 
+@pytest.mark.slow  # torch.compile of the stock model: 20-70 s on a 2-core CPU with a cold cache
 def test_model_contenders_agree_and_compile():
     """Inference contenders, torch.compile included, give the same logits; a training step runs."""
     device = torch.device("cpu")

@@ -97,14 +97,6 @@ def test_classic_32x32_input(device):
         torch.testing.assert_close(fast(x), ref, rtol=1e-4, atol=1e-5)
 
 
-def test_train_and_eval_modes(device):
-    fast, _ = pair(device)
-    x = torch.randn(3, 1, 28, 28, device=device)
-    a = fast.train()(x)
-    b = fast.eval()(x)
-    torch.testing.assert_close(a, b)
-
-
 def test_torch_compile_fullgraph(device):
     fast, stock = pair(device)
     compiled = torch.compile(fast, fullgraph=True)
