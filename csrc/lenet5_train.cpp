@@ -30,12 +30,13 @@ using T = at::Tensor;
 using TT = std::tuple<at::Tensor, at::Tensor>;
 constexpr int kLenet5Inputs = 11;  // x and the ten parameters
 
+template <at::DeviceType kind>
 std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train(
     const T& x, const T& w1, const T& b1, const T& w2, const T& b2, const T& f1w, const T& f1b,
     const T& f2w, const T& f2b, const T& f3w, const T& f3b, int64_t padding) {
   // Validates every layer up front (same messages as lenet5_forward) before any kernel runs.
   check_lenet5("lenet5_forward_train", x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding,
-               x.device().type());
+               kind);
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   static const auto conv = op<TT(const T&, const T&, const T&, int64_t, bool)>("lenet_fast::conv5x5_tanh_pool");
   static const auto lin_tanh = op<T(const T&, const T&, const T&)>("lenet_fast::linear_tanh");
@@ -53,6 +54,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train(
 // gradient (a frozen feature extractor costs no convolution backward), and a layer's weight
 // gradient kernel runs only when its weight or bias needs one. need[i] follows the forward op's
 // inputs: x, conv1 weight and bias, conv2 ..., fc3 bias.
+template <at::DeviceType kind>
 std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, const T& w2,
                                         const T& f1w, const T& f2w, const T& f3w,
                                         at::TensorList saved, int64_t padding,
@@ -60,6 +62,9 @@ std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, 
   const char* name = "lenet5_backward";
   LF_CHECK(saved.size() == 6, name, "expected the 6 tensors lenet5_forward_train saves, got ",
            saved.size());
+  check_devices(name, kind, {{"grad", &grad}, {"x", &x}, {"conv1_weight", &w1},
+                             {"conv2_weight", &w2}, {"fc1_weight", &f1w}, {"fc2_weight", &f2w},
+                             {"fc3_weight", &f3w}});
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   static const auto tanh_bwd = op<T(const T&, const T&)>("lenet_fast::tanh_backward");
   static const auto lin_bwd_x = op<T(const T&, const T&)>("lenet_fast::linear_backward_input");
@@ -162,13 +167,15 @@ TORCH_LIBRARY_IMPL(lenet_fast, Autograd, m) {
 }
 
 TORCH_LIBRARY_IMPL(lenet_fast, CPU, m) {
-  m.impl("lenet5_forward_train", &lenet5_forward_train);
-  m.impl("lenet5_backward", &lenet5_backward);
+  m.impl("lenet5_forward_train", &lenet5_forward_train<at::kCPU>);
+  m.impl("lenet5_backward", &lenet5_backward<at::kCPU>);
 }
 
+#ifdef LENET_FAST_WITH_CUDA  // (a CPU-only build registers no_cuda.cpp's error kernel instead)
 TORCH_LIBRARY_IMPL(lenet_fast, CUDA, m) {
-  m.impl("lenet5_forward_train", &lenet5_forward_train);
-  m.impl("lenet5_backward", &lenet5_backward);
+  m.impl("lenet5_forward_train", &lenet5_forward_train<at::kCUDA>);
+  m.impl("lenet5_backward", &lenet5_backward<at::kCUDA>);
 }
+#endif
 
 }  // namespace lenet_fast

@@ -1,7 +1,13 @@
-// Compiled only into CPU-only builds: every op gets a CUDA kernel that says why it cannot run,
-// instead of the dispatcher's generic "could not run ... with arguments from the 'CUDA' backend".
+// Compiled only into CPU-only builds: every lenet_fast op gets a CUDA kernel that says why it
+// cannot run, instead of the dispatcher's generic "could not run ... with arguments from the
+// 'CUDA' backend". The list of ops is the schemas themselves: ops.cpp calls this right after
+// defining them, so no second list has to be kept in step.
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include <string>
+
+namespace lenet_fast {
 namespace {
 
 void no_cuda_kernels(const c10::OperatorHandle& op, torch::jit::Stack*) {
@@ -15,13 +21,14 @@ void no_cuda_kernels(const c10::OperatorHandle& op, torch::jit::Stack*) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(lenet_fast, CUDA, m) {
-  for (const char* name :
-       {"conv5x5", "conv5x5_tanh_pool", "conv5x5_backward_input", "conv5x5_backward_weight",
-        "conv5x5_tanh_pool_backward_weight",
-        "tanh_pool_backward", "avg_pool2x2", "avg_pool2x2_backward", "tanh", "tanh_backward",
-        "linear", "linear_tanh", "linear_backward_input", "linear_backward_weight",
-        "lenet5_forward", "gather_normalize"}) {
-    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
+void register_no_cuda_kernels() {
+  static torch::Library lib(torch::Library::IMPL, "lenet_fast", c10::DispatchKey::CUDA, __FILE__,
+                            __LINE__);
+  for (const c10::OperatorName& name : c10::Dispatcher::singleton().getAllOpNames()) {
+    if (name.name.rfind("lenet_fast::", 0) != 0) continue;
+    lib.impl(name.name.substr(std::string("lenet_fast::").size()).c_str(),
+             torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
   }
 }
+
+}  // namespace lenet_fast

@@ -5,6 +5,10 @@
 // Backward ops are ops too, so torch.compile sees them as opaque, fake-able calls.
 #include <torch/library.h>
 
+namespace lenet_fast {
+void register_no_cuda_kernels();  // no_cuda.cpp, in CPU-only builds
+}
+
 TORCH_LIBRARY(lenet_fast, m) {
   // y = conv(x, weight) + bias: x (N, IC, H, W), weight (OC, IC, 5, 5), bias (OC) -> (N, OC, Ho, Wo)
   m.def("conv5x5(Tensor x, Tensor weight, Tensor bias, int padding) -> Tensor");
@@ -65,4 +69,8 @@ TORCH_LIBRARY(lenet_fast, m) {
       "lenet5_backward(Tensor grad, Tensor x, Tensor conv1_weight, Tensor conv2_weight, "
       "Tensor fc1_weight, Tensor fc2_weight, Tensor fc3_weight, Tensor[] saved, int conv1_padding, "
       "bool[11] output_mask) -> Tensor[]");
+
+#ifndef LENET_FAST_WITH_CUDA
+  lenet_fast::register_no_cuda_kernels();  // every op above, from the dispatcher's own list
+#endif
 }

@@ -105,3 +105,25 @@ def test_mixed_devices_are_a_clear_error():
         O.conv5x5(x.cuda(), w, b.cuda(), 0)
     with pytest.raises(RuntimeError, match=r"expected all tensors on the same device"):
         O.linear(torch.randn(2, 5), torch.randn(3, 5).cuda(), torch.randn(3).cuda())
+
+
+def test_every_cuda_kernel_names_the_op_when_it_cannot_run():
+    """Each op's CUDA kernel, reached with CPU tensors (redispatched, so this runs anywhere): in a
+    CPU-only build, an error saying the build has no CUDA kernels; in a CUDA build, one saying the
+    kernel takes CUDA tensors. Either way the op is named, never a generic dispatcher error."""
+    import lenet_fast
+    from test_opcheck import _cpp_ops, samples
+
+    cuda_only = torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)
+    why = ("this implementation runs on CUDA tensors" if lenet_fast.build_info()["with_cuda"]
+           else "got CUDA tensors, but this build of lenet_fast has no CUDA kernels")
+    tried = set()
+    for op, args in samples("cpu"):
+        name = op.__name__.split(".")[0]
+        if name in tried:
+            continue
+        tried.add(name)
+        args = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+        with pytest.raises(RuntimeError, match=f"lenet_fast::{name}: .*{why}"):
+            op.default.redispatch(cuda_only, *args)
+    assert tried == set(_cpp_ops())
