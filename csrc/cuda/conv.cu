@@ -62,17 +62,19 @@ __global__ void conv5x5_forward_kernel(
         oy = r / Wo;
         ox = r % Wo;
       }
-    } else if (FUSED && valid) {  // the odd-edge pixels exist only in the fused kernel
-      const int e = item - OC * per_oc, per = edge_col + edge_row;
-      oc = e / per;
-      const int r = e % per;
-      window = false;
-      if (r < edge_col) {
-        oy = r;
-        ox = Wo - 1;
-      } else {
-        oy = Ho - 1;
-        ox = r - edge_col;
+    } else if (valid) {
+      if constexpr (FUSED) {  // the odd-edge pixels exist only in the fused kernel
+        const int e = item - OC * per_oc, per = edge_col + edge_row;
+        oc = e / per;
+        const int r = e % per;
+        window = false;
+        if (r < edge_col) {
+          oy = r;
+          ox = Wo - 1;
+        } else {
+          oy = Ho - 1;
+          ox = r - edge_col;
+        }
       }
     }
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
