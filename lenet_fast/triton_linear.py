@@ -124,6 +124,18 @@ def _check(op: str, **tensors: Tensor) -> None:
         raise RuntimeError(f"lenet_fast::{op}: {why}")
 
 
+def _launcher():
+    """The matmul kernel as wrap_triton gives it, so torch.compile traces into it. torch before
+    2.14 refuses the interpreter's InterpretedFunction (TRITON_INTERPRET=1, CPU tests only); the
+    interpreter then runs the kernel as it is."""
+    try:
+        return torch.library.wrap_triton(_matmul_kernel)
+    except RuntimeError:
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            return _matmul_kernel
+        raise
+
+
 def _grid(m, n, chunks=1):
     return (triton.cdiv(m, BLOCK_M), triton.cdiv(n, BLOCK_N), chunks)
 
@@ -141,7 +153,7 @@ def triton_linear(x: Tensor, weight: Tensor, bias: Tensor, apply_tanh: bool) -> 
     m = x2.shape[0]
     y = torch.empty((m, n_out), device=x.device, dtype=torch.float32)
     if m > 0:
-        torch.library.wrap_triton(_matmul_kernel)[_grid(m, n_out)](
+        _launcher()[_grid(m, n_out)](
             x2, x2, weight, y, bias, y, m, n_out, k, max(k, 1),
             x2.stride(0), x2.stride(1), weight.stride(1), weight.stride(0), 0, y.stride(0), y.stride(1),
             HAS_Y=False, HAS_BIAS=True, APPLY_TANH=apply_tanh, COLSUM=False,
@@ -169,7 +181,7 @@ def triton_linear_backward(grad: Tensor, x: Tensor | None, weight: Tensor | None
     if y is not None and y2.stride() != g2.stride():
         y2, g2 = y2.contiguous(), g2.contiguous()
     m = g2.shape[0]
-    kern = torch.library.wrap_triton(_matmul_kernel)
+    kern = _launcher()
     dx, dw, db = (grad.new_empty((0,)) for _ in range(3))  # outputs may not alias each other
     if weight is not None:  # dx = gpre . W: A = gpre (m, n_out), B(j, c) = W[j, c]
         dx = torch.empty((m, k), device=grad.device, dtype=torch.float32)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from lenet_fast import LeNet5, TorchLeNet5, ops
 from lenet_fast import triton_linear as T
+from conftest import skip_unless_triton_runs_on
 from helpers import assert_matches_reference
 
 O = torch.ops.lenet_fast
@@ -21,13 +22,13 @@ class OpLog:
     through the dispatcher from C++ included (the profiler sees every dispatcher call)."""
 
     def __enter__(self):
-        self._prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+        self._prof = torch.autograd.profiler.profile()
         self._prof.__enter__()
         return self
 
     def __exit__(self, *exc):
         self._prof.__exit__(*exc)
-        self.names = [e.name.split("::")[1] for e in self._prof.events() if e.name.startswith("lenet_fast::")]
+        self.names = [e.name.split("::")[1] for e in self._prof.function_events if e.name.startswith("lenet_fast::")]
 
 
 def _conv_inputs(device):
@@ -88,6 +89,7 @@ def test_op_gradient_mixes(device, op, mask):
 @pytest.mark.parametrize("mask", MASKS3, ids=lambda m: "".join("xwb"[i] if v else "-" for i, v in enumerate(m)))
 @pytest.mark.parametrize("act", [True, False], ids=["tanh", "none"])
 def test_triton_gradient_mixes(device, act, mask):
+    skip_unless_triton_runs_on(device)
     stock = (lambda *a: torch.tanh(F.linear(*a))) if act else F.linear
     called = _check_mix(lambda *a: T.triton_linear(*a, act), stock, _linear_inputs(device), mask, "triton_linear")
     assert called.count("triton_linear_backward") == 1
@@ -121,6 +123,8 @@ def _mix_id(mix):
 @pytest.mark.parametrize("backend", ["native", pytest.param("triton", marks=pytest.mark.skipif(not T.HAVE_TRITON, reason="no triton"))])
 @pytest.mark.parametrize("mix", MODEL_MIXES, ids=_mix_id)
 def test_model_gradient_mixes(device, backend, mix):
+    if backend == "triton":
+        skip_unless_triton_runs_on(device)
     torch.manual_seed(0)
     fast = LeNet5(fc_backend=backend).to(device)
     stock = TorchLeNet5().to(device)

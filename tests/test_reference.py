@@ -4,6 +4,7 @@ accurate than lenet_fast's kernels. These tests run on any device: they check th
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -17,21 +18,24 @@ def _flags():
     return torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
 
 
-def _pytorch_defaults(monkeypatch):
-    """TF32 allowed, as a fresh process on a GPU machine has it for cuDNN."""
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+@pytest.fixture
+def tf32_allowed():
+    """TF32 allowed, as a fresh process on a GPU machine has it for cuDNN; restored afterwards.
+    (Not monkeypatch: torch < 2.14 serves cuBLAS's allow_tf32 through __getattr__, so pytest
+    sees no attribute to restore and deletes it.)"""
+    before = _flags()
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
-def test_float32_reference_switches_tf32_off_and_restores(monkeypatch):
-    _pytorch_defaults(monkeypatch)
+def test_float32_reference_switches_tf32_off_and_restores(tf32_allowed):
     with float32_reference():
         assert _flags() == (False, False)
     assert _flags() == (True, True)
 
 
-def test_op_comparisons_use_true_float32(monkeypatch):
-    _pytorch_defaults(monkeypatch)
+def test_op_comparisons_use_true_float32(tf32_allowed):
     seen = []
 
     def stock(x):
@@ -42,10 +46,9 @@ def test_op_comparisons_use_true_float32(monkeypatch):
     assert len(seen) >= 2 and set(seen) == {(False, False)}
 
 
-def test_model_comparisons_use_true_float32(monkeypatch):
+def test_model_comparisons_use_true_float32(tf32_allowed):
     from lenet_fast import LeNet5, TorchLeNet5
 
-    _pytorch_defaults(monkeypatch)
     seen = []
 
     class Probe(TorchLeNet5):
@@ -59,8 +62,7 @@ def test_model_comparisons_use_true_float32(monkeypatch):
     assert len(seen) == 2 and set(seen) == {(False, False)}
 
 
-def test_sanitizer_workload_uses_true_float32(monkeypatch):
-    _pytorch_defaults(monkeypatch)
+def test_sanitizer_workload_uses_true_float32(tf32_allowed, monkeypatch):
     spec = importlib.util.spec_from_file_location("sanitize_run", ROOT / "benchmarks" / "sanitize_run.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from lenet_fast import LeNet5, TorchLeNet5
 from lenet_fast import triton_linear as T
+from conftest import skip_unless_triton_runs_on
 from helpers import compare_model_with_stock, compare_with_stock
 
 pytestmark = pytest.mark.skipif(not T.HAVE_TRITON, reason="triton is not installed")
@@ -18,6 +19,7 @@ CASES = [(1, 400, 120), (7, 120, 84), (33, 84, 10), (300, 84, 10)]
 @pytest.mark.parametrize("case", CASES, ids=str)
 @pytest.mark.parametrize("act", ["tanh", "none"])
 def test_triton_linear(device, case, act):
+    skip_unless_triton_runs_on(device)
     m, k, n = case
     x = torch.randn(m, k, device=device)
     w = torch.randn(n, k, device=device) / k**0.5
@@ -29,6 +31,7 @@ def test_triton_linear(device, case, act):
 
 
 def test_triton_linear_strided_and_leading_dims(device):
+    skip_unless_triton_runs_on(device)
     x = torch.randn(2, 3, 40, device=device)[..., ::2]
     w = torch.randn(10, 20, device=device)
     b = torch.randn(10, device=device)
@@ -36,6 +39,7 @@ def test_triton_linear_strided_and_leading_dims(device):
 
 
 def test_triton_backward_is_deterministic(device):
+    skip_unless_triton_runs_on(device)
     g, x, w = torch.randn(600, 10, device=device), torch.randn(600, 84, device=device), torch.randn(10, 84, device=device)
     y = torch.tanh(torch.randn(600, 10, device=device))
     first = T.triton_linear_backward(g, x, w, y)
@@ -44,6 +48,7 @@ def test_triton_backward_is_deterministic(device):
 
 
 def test_model_with_triton_fc_matches_stock(device):
+    skip_unless_triton_runs_on(device)
     torch.manual_seed(0)
     fast = LeNet5(fc_backend="triton").to(device)
     stock = TorchLeNet5().to(device)
@@ -73,6 +78,7 @@ def test_cpu_without_interpreter_is_a_clear_error(monkeypatch):
 
 
 def test_bad_input(device):
+    skip_unless_triton_runs_on(device)
     with pytest.raises(RuntimeError, match=r"lenet_fast::triton_linear: expected x to be float32, got torch.float64"):
         T.triton_linear(torch.randn(2, 4, dtype=torch.float64, device=device), torch.randn(3, 4, device=device), torch.randn(3, device=device), True)
     with pytest.raises(RuntimeError, match=r"expected x \(\.\.\., 4\)"):
