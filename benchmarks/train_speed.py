@@ -1,13 +1,21 @@
-"""End-to-end speed of the main job against the tutorial's pipeline, as whole programs.
+"""End-to-end speed of the main job against the tutorial's pipeline, as whole programs, with the
+model's and the data loader's shares of the gain measured apart.
 
     python benchmarks/train_speed.py --json benchmarks/results/train-cpu-<machine>-<date>.json
-    python benchmarks/train_speed.py --runs 2 -- --epochs 3      # arguments after -- go to both
+    python benchmarks/train_speed.py --runs 2 -- --epochs 3      # arguments after -- go to every run
+    python benchmarks/train_speed.py --pipelines lenet_fast tutorial
 
-Runs `python -m lenet_fast.train` (the default: lenet_fast, fast loader) and the same program with
-`--impl torch --loader torchvision` (the tutorial's model and data pipeline) as separate processes,
-alternating, and times each from process start to exit (imports, data loading, training and the
-test evaluation included). Reports each run's wall time, accuracy and the program's own metrics,
-and the ratio of the median wall times.
+Runs `python -m lenet_fast.train` four ways, as separate processes one after another, and times
+each from process start to exit (imports, data loading, training and the test evaluation):
+
+    lenet_fast         lenet_fast.LeNet5, the fast on-device loader      (the default program)
+    tutorial           the stock LeNet-5, torchvision's DataLoader       (--impl torch --loader torchvision)
+    lenet_fast+tv      lenet_fast.LeNet5, torchvision's DataLoader       (--loader torchvision)
+    stock+fast         the stock LeNet-5, the fast loader                (--impl torch)
+
+The ratios: end to end (tutorial over lenet_fast); the model's own share, with either loader
+(stock+fast over lenet_fast, tutorial over lenet_fast+tv); the loader's share, with either model.
+The JSON is rewritten after every run, so a run stopped part way keeps what it measured.
 """
 import argparse
 import json
@@ -18,7 +26,27 @@ import sys
 import tempfile
 import time
 
-PIPELINES = {"lenet_fast": [], "tutorial": ["--impl", "torch", "--loader", "torchvision"]}
+FORMAT = 2  # of the JSON written; benchmarks/report.py reads this format
+PIPELINES = {
+    "lenet_fast": [],
+    "tutorial": ["--impl", "torch", "--loader", "torchvision"],
+    "lenet_fast+tv": ["--loader", "torchvision"],
+    "stock+fast": ["--impl", "torch"],
+}
+DESCRIPTION = {
+    "lenet_fast": "lenet_fast model, fast loader (the default program)",
+    "tutorial": "stock model, torchvision loader (the tutorial's pipeline)",
+    "lenet_fast+tv": "lenet_fast model, torchvision loader",
+    "stock+fast": "stock model, fast loader",
+}
+# (name, numerator pipeline, denominator pipeline): how many times faster the denominator is.
+RATIOS = (
+    ("end to end", "tutorial", "lenet_fast"),
+    ("model, fast loader", "stock+fast", "lenet_fast"),
+    ("model, torchvision loader", "tutorial", "lenet_fast+tv"),
+    ("loader, lenet_fast model", "lenet_fast+tv", "lenet_fast"),
+    ("loader, stock model", "tutorial", "stock+fast"),
+)
 
 
 def run_once(extra, args):
@@ -38,35 +66,53 @@ def run_once(extra, args):
     return {"command": " ".join(cmd[1:]), "wall_seconds": wall, "metrics": metrics}
 
 
+def summarize(runs):
+    """Median wall time per pipeline, and the ratios whose two pipelines both ran."""
+    med = {}
+    for name in PIPELINES:
+        walls = [r["wall_seconds"] for r in runs if r["pipeline"] == name]
+        if walls:
+            med[name] = statistics.median(walls)
+    ratios = {label: med[num] / med[den] for label, num, den in RATIOS if num in med and den in med}
+    return med, ratios
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     passthrough = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[:argv.index("--")] if "--" in argv else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=1, help="runs of each pipeline, alternating")
-    p.add_argument("--json", help="write the runs and the ratio here")
+    p.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES),
+                   help="which pipelines, in this order (default: all four)")
+    p.add_argument("--json", help="write the runs and the ratios here (rewritten after every run)")
     args = p.parse_args(own)
-    runs = []
-    for i in range(args.runs):
-        for name, extra in PIPELINES.items():
-            r = run_once(extra, passthrough)
-            r["pipeline"] = name
-            runs.append(r)
-            print(f"== {name} run {i + 1}: {r['wall_seconds']:.1f} s wall, test accuracy "
-                  f"{100 * r['metrics']['test_accuracy']:.2f}%", flush=True)
-    med = {n: statistics.median(r["wall_seconds"] for r in runs if r["pipeline"] == n) for n in PIPELINES}
-    ratio = med["tutorial"] / med["lenet_fast"]
-    print(f"median wall time: lenet_fast {med['lenet_fast']:.1f} s, tutorial pipeline {med['tutorial']:.1f} s "
-          f"-> {ratio:.2f}x faster end to end")
+    env = None
     if args.json:
         import torch
         from lenet_fast.bench import environment
 
         env = environment([torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else []))
-        with open(args.json, "w") as f:
-            json.dump({"environment": env, "args": passthrough, "median_wall_seconds": med, "speedup": ratio,
-                       "runs": runs}, f, indent=1)
-    return ratio
+    runs = []
+    for i in range(args.runs):
+        for name in args.pipelines:
+            r = run_once(PIPELINES[name], passthrough)
+            r["pipeline"] = name
+            runs.append(r)
+            m = r["metrics"]
+            print(f"== {name} run {i + 1}: {r['wall_seconds']:.1f} s wall, {m['train_seconds']:.1f} s training, "
+                  f"test accuracy {100 * m['test_accuracy']:.2f}%", flush=True)
+            med, ratios = summarize(runs)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({"format": FORMAT, "environment": env, "args": passthrough, "pipelines": args.pipelines,
+                               "description": DESCRIPTION, "median_wall_seconds": med, "ratios": ratios,
+                               "runs": runs}, f, indent=1)
+    med, ratios = summarize(runs)
+    print("median wall time: " + ", ".join(f"{n} {t:.1f} s" for n, t in med.items()))
+    for label, r in ratios.items():
+        print(f"  {label}: {r:.2f}x")
+    return ratios
 
 
 if __name__ == "__main__":

@@ -84,10 +84,13 @@ class Result:
 
 # ---------------------------------------------------------------------------- contenders
 
-def compile_modes(device: torch.device) -> tuple:
-    """(contender name, torch.compile mode) pairs for this device."""
-    modes = ((COMPILE, None),)
-    if device.type == "cuda":
+def compile_modes(device: torch.device, which: str = "all") -> tuple:
+    """(contender name, torch.compile mode) pairs for this device: which = "all" (default mode,
+    and on CUDA reduce-overhead too), "default", "reduce-overhead" (CUDA only) or "none"."""
+    modes = ()
+    if which in ("all", "default"):
+        modes += ((COMPILE, None),)
+    if which in ("all", "reduce-overhead") and device.type == "cuda":
         modes += ((COMPILE_RO, "reduce-overhead"),)
     return modes
 
@@ -238,8 +241,17 @@ def op_case(op: str, backward: bool):
 
 # ------------------------------------------------------------------------------- cases
 
-def cases(device: torch.device, full: bool) -> list[Case]:
-    """The quick set, or with full=True every case, for one device."""
+# The GPU check's short set (benchmarks/gpu_check.sh): the whole model only, most telling first,
+# so that a run stopped at its time limit has already measured what matters most.
+CHECK_CASES = (("inference", 64), ("train step", 64), ("inference", 1024), ("train step", 1024),
+               ("inference", 1), ("inference", 65536))
+
+
+def cases(device: torch.device, full: bool = False, check: bool = False) -> list[Case]:
+    """The quick set, the GPU check's set (check=True) or every case (full=True), for one device."""
+    if check:
+        return [Case(name, b, FWD_FLOPS, inference_case) if name == "inference"
+                else Case(name, b, TRAIN_FLOPS, training_case, "train") for name, b in CHECK_CASES]
     if not full:
         return [Case("inference", b, FWD_FLOPS, inference_case) for b in (1, 64, 1024)] + [
             Case("train step", 64, TRAIN_FLOPS, training_case, "train")]
@@ -421,16 +433,32 @@ def main(argv=None) -> list[Result]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="all", help="cpu, cuda, or all (default: cpu, plus cuda when present)")
     p.add_argument("--full", action="store_true", help="every case (default: a quick set)")
+    p.add_argument("--check", action="store_true", help="the GPU check's short set: inference at 1, 64, 1024, "
+                   "65536 and the training step at 64, 1024 (most telling first)")
     p.add_argument("--case", action="append", help="only cases whose name contains this (repeatable)")
     p.add_argument("--batch", type=int, action="append", help="run the chosen cases at these batch sizes instead (repeatable)")
     p.add_argument("--contender", action="append", help="only these contenders (stock eager is always timed)")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile contenders")
+    p.add_argument("--compile-mode", choices=("all", "default", "reduce-overhead"), default="all",
+                   help="which torch.compile contenders (default: all; reduce-overhead exists on CUDA only)")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--round-ms", type=float, default=None, help="time per round per contender (default 30 on CPU, 10 on CUDA)")
     p.add_argument("--max-case-s", type=float, default=30.0, help="cut rounds (to no fewer than 5) past this")
     p.add_argument("--json", help="write environment and results here")
     p.add_argument("--plot", help="write the throughput plot here (default: the --json path with .png)")
+    p.add_argument("--no-plot", action="store_true", help="write no plot (--replot makes it later from the JSON)")
+    p.add_argument("--replot", metavar="JSON", help="only draw the plot of an earlier --json file (to --plot, "
+                   "or beside it as .png), then exit")
     args = p.parse_args(argv)
+    if args.replot:
+        with open(args.replot) as f:
+            data = json.load(f)
+        saved = [Result(**r) for r in data["results"]]
+        path = args.plot or os.path.splitext(args.replot)[0] + ".png"
+        if not plot(saved, path, data["environment"]):
+            p.error(f"--replot: nothing to plot in {args.replot} (no whole-model cases, or no matplotlib)")
+        print(f"wrote {path}")
+        return saved
 
     if args.device == "all":
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
@@ -450,9 +478,9 @@ def main(argv=None) -> list[Result]:
                        "results": [asdict(r) for r in results]}, f, indent=1)
 
     for d in devices:
-        modes = () if args.no_compile else compile_modes(d)
+        modes = compile_modes(d, "none" if args.no_compile else args.compile_mode)
         round_ms = args.round_ms or (10.0 if d.type == "cuda" else 30.0)
-        chosen = [c for c in cases(d, args.full) if not args.case or any(s in c.name for s in args.case)]
+        chosen = [c for c in cases(d, args.full, args.check) if not args.case or any(s in c.name for s in args.case)]
         if args.batch:
             chosen = [replace(c, batch=b) for c in {c.name: c for c in chosen}.values() for b in args.batch]
         if not chosen:
@@ -470,7 +498,7 @@ def main(argv=None) -> list[Result]:
         save()
         print(f"wrote {args.json}")
     plot_path = args.plot or (os.path.splitext(args.json)[0] + ".png" if args.json else None)
-    if plot_path and plot(results, plot_path, env):
+    if plot_path and not args.no_plot and plot(results, plot_path, env):
         print(f"wrote {plot_path}")
     return results
 

@@ -66,7 +66,7 @@ if HAVE_TRITON:
         return tl.where(ax >= 0.625, big, small)
 
     @triton.jit
-    def _matmul_kernel(
+    def _lenet_fast_matmul_kernel(  # "lenet_fast" in the name: gpu_check.sh sanitizes kernels by name
         a_ptr, y_ptr,        # A (M, K) by strides (sam, sak); y: saved tanh output with A's strides, if HAS_Y
         b_ptr,               # B (K, N) by strides (sbk, sbn)
         c_ptr,               # C (chunks, M, N) by strides (scc, scm, scn)
@@ -129,10 +129,10 @@ def _launcher():
     2.14 refuses the interpreter's InterpretedFunction (TRITON_INTERPRET=1, CPU tests only); the
     interpreter then runs the kernel as it is."""
     try:
-        return torch.library.wrap_triton(_matmul_kernel)
+        return torch.library.wrap_triton(_lenet_fast_matmul_kernel)
     except RuntimeError:
         if os.environ.get("TRITON_INTERPRET") == "1":
-            return _matmul_kernel
+            return _lenet_fast_matmul_kernel
         raise
 
 

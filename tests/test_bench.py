@@ -131,10 +131,32 @@ def test_report_renders_a_result(tmp_path, monkeypatch):
     assert "Test GPU" in text and "| inference | 64 | 100.0 µs (640,000/s) | 400.0 µs (160,000/s) | **4.00×** | 2.00× |" in text
 
 
-def test_gpu_check_script_parses():
-    assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_check.sh")]).returncode == 0
-
 
 def test_sanitize_workload_on_cpu():
     """The compute-sanitizer workload runs and checks its results (here on the CPU kernels)."""
     _load("benchmarks/sanitize_run.py").run(torch.device("cpu"), triton=False)
+
+
+def test_train_speed_ratios_and_report(tmp_path, monkeypatch):
+    """train_speed's ratios (each pipeline's median over another's) and the README table made of them."""
+    ts = _load("benchmarks/train_speed.py")
+    walls = {"lenet_fast": [10.0, 12.0], "tutorial": [100.0], "lenet_fast+tv": [40.0], "stock+fast": [30.0]}
+    metrics = {"train_seconds": 5.0, "images_per_second": 12000.0, "test_accuracy": 0.8912}
+    runs = [{"pipeline": n, "wall_seconds": w, "metrics": metrics} for n, ws in walls.items() for w in ws]
+    med, ratios = ts.summarize(runs)
+    assert med["lenet_fast"] == 11.0
+    assert ratios == pytest.approx({"end to end": 100 / 11, "model, fast loader": 30 / 11, "model, torchvision loader": 2.5,
+                                    "loader, lenet_fast model": 40 / 11, "loader, stock model": 100 / 30})
+    assert set(ts.summarize(runs[:2])[1]) == set()  # a ratio needs both of its pipelines
+    report = _load("benchmarks/report.py")
+    env = {"date": "2026-01-01 00:00:00 UTC", "cpu_model": "Test CPU", "cpu_cores": 2, "torch_threads": 2,
+           "torch": "t", "lenet_fast": "v", "python": "3"}
+    data = {"format": ts.FORMAT, "environment": env, "args": ["--epochs", "10"], "pipelines": list(ts.PIPELINES),
+            "description": ts.DESCRIPTION, "median_wall_seconds": med, "ratios": ratios, "runs": runs}
+    (tmp_path / "train-cpu-test.json").write_text(json.dumps(data))
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    text = report.render("train-cpu")
+    assert "| lenet_fast model, fast loader (the default program) | 11.0 s | 5.0 s | 12,000 | 89.12% |" in text
+    assert "end to end **9.09×**" in text and "Test CPU" in text
+    assert "has not run on a GPU yet" in report.render("train-gpu")
