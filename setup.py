@@ -59,7 +59,8 @@ def extensions():
     kwargs = dict(extra_link_args=["-fopenmp"])
     if with_cuda:
         archs = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
-        sources += sorted((csrc / "cuda").glob("*.cu"))
+        # the kernels and their launchers (.cu, torch-free), and the torch side of the CUDA ops
+        sources += [*sorted((csrc / "cuda").glob("*.cu")), csrc / "cuda" / "torch_ops.cpp"]
         macros += [
             ("LENET_FAST_WITH_CUDA", None),
             ("LENET_FAST_BUILD_CUDA", f'"{torch.version.cuda}"'),

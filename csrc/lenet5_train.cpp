@@ -21,6 +21,15 @@
 namespace lenet_fast {
 namespace {
 
+// The namespace the inner ops are looked up in: the CUDA harness's build (tests/cudasim.py)
+// compiles this file into lenet_fast_cudasim, so that its whole-network ops compose the simulated
+// CUDA kernels exactly as a CUDA build composes the real ones.
+#if defined(LENET_FAST_CUDASIM)
+#define LF_OPS "lenet_fast_cudasim::"
+#else
+#define LF_OPS "lenet_fast::"
+#endif
+
 template <class Sig>
 c10::TypedOperatorHandle<Sig> op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
@@ -38,9 +47,9 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train(
   check_lenet5("lenet5_forward_train", x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding,
                kind);
   at::AutoDispatchBelowADInplaceOrView below_autograd;
-  static const auto conv = op<TT(const T&, const T&, const T&, int64_t, bool)>("lenet_fast::conv5x5_tanh_pool");
-  static const auto lin_tanh = op<T(const T&, const T&, const T&)>("lenet_fast::linear_tanh");
-  static const auto lin = op<T(const T&, const T&, const T&)>("lenet_fast::linear");
+  static const auto conv = op<TT(const T&, const T&, const T&, int64_t, bool)>(LF_OPS "conv5x5_tanh_pool");
+  static const auto lin_tanh = op<T(const T&, const T&, const T&)>(LF_OPS "linear_tanh");
+  static const auto lin = op<T(const T&, const T&, const T&)>(LF_OPS "linear");
   auto [p1, act1] = conv.call(x, w1, b1, padding, true);
   auto [p2, act2] = conv.call(p1, w2, b2, 0, true);
   T flat = p2.flatten(1);
@@ -66,14 +75,14 @@ std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, 
                              {"conv2_weight", &w2}, {"fc1_weight", &f1w}, {"fc2_weight", &f2w},
                              {"fc3_weight", &f3w}});
   at::AutoDispatchBelowADInplaceOrView below_autograd;
-  static const auto tanh_bwd = op<T(const T&, const T&)>("lenet_fast::tanh_backward");
-  static const auto lin_bwd_x = op<T(const T&, const T&)>("lenet_fast::linear_backward_input");
-  static const auto lin_bwd_w = op<TT(const T&, const T&)>("lenet_fast::linear_backward_weight");
-  static const auto pool_bwd = op<T(const T&, const T&)>("lenet_fast::tanh_pool_backward");
-  static const auto conv_bwd_x = op<T(const T&, const T&, int64_t)>("lenet_fast::conv5x5_backward_input");
-  static const auto conv_bwd_w = op<TT(const T&, const T&, int64_t)>("lenet_fast::conv5x5_backward_weight");
+  static const auto tanh_bwd = op<T(const T&, const T&)>(LF_OPS "tanh_backward");
+  static const auto lin_bwd_x = op<T(const T&, const T&)>(LF_OPS "linear_backward_input");
+  static const auto lin_bwd_w = op<TT(const T&, const T&)>(LF_OPS "linear_backward_weight");
+  static const auto pool_bwd = op<T(const T&, const T&)>(LF_OPS "tanh_pool_backward");
+  static const auto conv_bwd_x = op<T(const T&, const T&, int64_t)>(LF_OPS "conv5x5_backward_input");
+  static const auto conv_bwd_w = op<TT(const T&, const T&, int64_t)>(LF_OPS "conv5x5_backward_weight");
   static const auto fused_bwd_w = op<TT(const T&, const T&, const T&, int64_t)>(
-      "lenet_fast::conv5x5_tanh_pool_backward_weight");
+      LF_OPS "conv5x5_tanh_pool_backward_weight");
   const T &act1 = saved[0], &p1 = saved[1], &act2 = saved[2], &flat = saved[3], &h1 = saved[4],
           &h2 = saved[5];
   // Does anything below input `i` (in forward order) need a gradient?
@@ -109,6 +118,7 @@ std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, 
   return done();
 }
 
+#if !defined(LENET_FAST_CUDASIM)  // (the simulated build tests the ops, without autograd)
 // The autograd node of lenet5_forward_train: backward is one lenet5_backward call. The saved
 // activations it returns are not differentiable outputs.
 struct Lenet5TrainFunction : public torch::autograd::Function<Lenet5TrainFunction> {
@@ -121,7 +131,7 @@ struct Lenet5TrainFunction : public torch::autograd::Function<Lenet5TrainFunctio
     static const auto fwd =
         op<std::tuple<T, std::vector<T>>(const T&, const T&, const T&, const T&, const T&, const T&,
                                           const T&, const T&, const T&, const T&, const T&, int64_t)>(
-            "lenet_fast::lenet5_forward_train");
+            LF_OPS "lenet5_forward_train");
     auto [logits, saved] = fwd.call(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding);
     ctx->saved_data["padding"] = padding;
     std::vector<T> to_save = {x, w1, w2, f1w, f2w, f3w};
@@ -141,7 +151,7 @@ struct Lenet5TrainFunction : public torch::autograd::Function<Lenet5TrainFunctio
     static const auto bwd =
         op<std::vector<T>(const T&, const T&, const T&, const T&, const T&, const T&, const T&,
                           at::TensorList, int64_t, std::array<bool, kLenet5Inputs>)>(
-            "lenet_fast::lenet5_backward");
+            LF_OPS "lenet5_backward");
     std::array<bool, kLenet5Inputs> need{};
     for (int i = 0; i < kLenet5Inputs; ++i) need[i] = ctx->needs_input_grad(i);
     const std::vector<T> saved(s.begin() + 6, s.end());
@@ -160,8 +170,16 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_autograd(
   return {out[0], std::vector<at::Tensor>(out.begin() + 1, out.end())};
 }
 
+#endif
+
 }  // namespace
 
+#if defined(LENET_FAST_CUDASIM)
+TORCH_LIBRARY_IMPL(lenet_fast_cudasim, CPU, m) {  // the simulated CUDA build: CPU tensors, CUDA kernels
+  m.impl("lenet5_forward_train", &lenet5_forward_train<at::kCPU>);
+  m.impl("lenet5_backward", &lenet5_backward<at::kCPU>);
+}
+#else
 TORCH_LIBRARY_IMPL(lenet_fast, Autograd, m) {
   m.impl("lenet5_forward_train", &lenet5_forward_train_autograd);
 }
@@ -176,6 +194,8 @@ TORCH_LIBRARY_IMPL(lenet_fast, CUDA, m) {
   m.impl("lenet5_forward_train", &lenet5_forward_train<at::kCUDA>);
   m.impl("lenet5_backward", &lenet5_backward<at::kCUDA>);
 }
+#endif
+
 #endif
 
 }  // namespace lenet_fast

@@ -1,23 +1,25 @@
-// CUDA convolution ops: 5x5 stride-1 convolution, fused with bias + tanh + 2x2 average pooling,
-// and the two backward ops.
+// CUDA convolution kernels and their launchers: 5x5 stride-1 convolution, fused with bias + tanh +
+// 2x2 average pooling, and the weight gradient. No torch here (see launchers.h): the same file
+// builds under nvcc and, as C++, under the CPU harness (csrc/cuda/sim/) that CI runs it in.
 //
 //   conv5x5_forward_kernel  one block per image; the zero-padded image (a chunk of input channels
 //                           at a time) and its weights are staged in shared memory, and each thread
 //                           owns an output: a pooled value (its 2x2 window of conv pixels in
 //                           registers, so the full-resolution map is never written unless act is
-//                           kept) or a plain conv pixel.
+//                           kept) or a plain conv pixel. dL/dx is this kernel again, on the
+//                           rotated, transposed weights.
 //   conv_weight_grad_kernel grid (image chunk, input channel): one input channel of one image and
 //                           the output gradient staged in shared memory, each thread owns weights
 //                           (oc, tap) and sums over pixels and the chunk's images; per-chunk
 //                           partials are added by conv_weight_reduce_kernel in a fixed order, so
 //                           the result is deterministic without atomics.
-//   dL/dx                   the forward kernel again, on the rotated, transposed weights.
+//   channel_sum_kernel      the bias gradient: one block per channel, a fixed-shape tree.
 //
-// NOTE: none of these kernels has run on a GPU yet (see README, "GPU status").
-#include <torch/library.h>
-
-#include "kernels.cuh"
-#include "launch.h"
+// NOTE: none of these kernels has run on a GPU yet (see README, "GPU status"); they run in CI under
+// the CPU harness.
+#include "../kernel_math.h"
+#include "device.h"
+#include "launchers.h"
 
 namespace lenet_fast {
 namespace cuda {
@@ -31,7 +33,7 @@ __global__ void conv5x5_forward_kernel(
     float* __restrict__ y,           // plain (N, OC, Ho, Wo); fused (N, OC, Ho/2, Wo/2)
     float* __restrict__ act,         // fused: tanh(conv) (N, OC, Ho, Wo), or null
     int IC, int H, int W, int OC, int pad, int ic_chunk) {
-  extern __shared__ float smem[];
+  LF_DYNAMIC_SHARED(float, smem);
   const int Hp = H + 2 * pad, Wp = W + 2 * pad;
   const int Ho = Hp - (kKernel - 1), Wo = Wp - (kKernel - 1), Hq = Ho / 2, Wq = Wo / 2;
   float* s_x = smem;                         // (ic_chunk, Hp, Wp)
@@ -143,7 +145,7 @@ __global__ void conv_weight_grad_kernel(
     const float* __restrict__ x,   // (N, IC, H, W)
     float* __restrict__ partial,   // (chunks, OC, IC, 25)
     int64_t N, int64_t chunk, int IC, int H, int W, int OC, int pad) {
-  extern __shared__ float smem[];
+  LF_DYNAMIC_SHARED(float, smem);
   const int Hp = H + 2 * pad, Wp = W + 2 * pad;
   const int Ho = Hp - (kKernel - 1), Wo = Wp - (kKernel - 1), P = Ho * Wo;
   float* s_x = smem;               // (Hp, Wp): input channel ic of one image, zero-padded
@@ -205,7 +207,7 @@ __global__ void channel_sum_kernel(const float* __restrict__ in, float* __restri
   s[threadIdx.x] = acc;
   __syncthreads();
   for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) s[threadIdx.x] += s[threadIdx.x + stride];
+    if (static_cast<int>(threadIdx.x) < stride) s[threadIdx.x] += s[threadIdx.x + stride];
     __syncthreads();
   }
   if (threadIdx.x == 0) out[c] = s[0];
@@ -213,144 +215,46 @@ __global__ void channel_sum_kernel(const float* __restrict__ in, float* __restri
 
 }  // namespace
 
-void launch_conv_forward(const char* op, const float* x, const float* w, const float* bias,
-                         float* y, float* act, int64_t N, int64_t IC, int64_t H, int64_t W,
-                         int64_t OC, int64_t pad, bool fused) {
-  if (N == 0) return;
-  const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad, Ho = Hp - 4, Wo = Wp - 4;
-  const int64_t per_chan = Hp * Wp + OC * kTaps;
-  LF_CHECK(per_chan <= kSharedFloats, op, "on CUDA, one padded input plane plus 25 weights per "
-           "output channel must fit in 48 KB of shared memory: (H+2p)*(W+2p) + 25*OC = ", per_chan,
-           " floats > ", kSharedFloats, "; reduce the image size or the output channels");
-  check_int32(op, "one image", std::max(IC * H * W, OC * Ho * Wo) + OC * (Ho + Wo));
-  LF_CHECK(N <= 2147483647, op, "a batch of ", N, " images exceeds the CUDA grid limit");
-  const int64_t ic_chunk = std::min<int64_t>(IC, kSharedFloats / per_chan);
-  const size_t shmem = ic_chunk * per_chan * sizeof(float);
-  const auto stream = c10::cuda::getCurrentCUDAStream();
+cudaError_t launch_conv_forward(const float* x, const float* w, const float* bias, float* y, float* act,
+                                int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
+                                bool fused, cudaStream_t stream) {
+  if (N == 0) return cudaSuccess;
+  const ConvForwardPlan p = conv_forward_plan(IC, H, W, OC, pad);
+  if (IC > 0 && !p.fits) return cudaErrorInvalidValue;  // the caller checks this with a message
+  const unsigned int blocks = static_cast<unsigned int>(N);
+  const int ic = static_cast<int>(IC), h = static_cast<int>(H), wd = static_cast<int>(W),
+            oc = static_cast<int>(OC), pd = static_cast<int>(pad), chunk = static_cast<int>(p.ic_chunk);
   if (fused)
-    conv5x5_forward_kernel<true><<<static_cast<unsigned int>(N), kThreads, shmem, stream>>>(
-        x, w, bias, y, act, IC, H, W, OC, pad, ic_chunk);
+    LF_LAUNCH(conv5x5_forward_kernel<true>, blocks, kThreads, p.shared_bytes, stream)(
+        x, w, bias, y, act, ic, h, wd, oc, pd, chunk);
   else
-    conv5x5_forward_kernel<false><<<static_cast<unsigned int>(N), kThreads, shmem, stream>>>(
-        x, w, bias, y, nullptr, IC, H, W, OC, pad, ic_chunk);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+    LF_LAUNCH(conv5x5_forward_kernel<false>, blocks, kThreads, p.shared_bytes, stream)(
+        x, w, bias, y, static_cast<float*>(nullptr), ic, h, wd, oc, pd, chunk);
+  return cudaGetLastError();
 }
 
-void launch_channel_sum(const float* in, float* out, int64_t A, int64_t C, int64_t B) {
-  if (C == 0) return;
-  channel_sum_kernel<<<static_cast<unsigned int>(C), kThreads, 0,
-                       c10::cuda::getCurrentCUDAStream()>>>(in, out, A, C, B);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+cudaError_t launch_channel_sum(const float* in, float* out, int64_t A, int64_t C, int64_t B, cudaStream_t stream) {
+  if (C == 0) return cudaSuccess;
+  LF_LAUNCH(channel_sum_kernel, static_cast<unsigned int>(C), kThreads, 0, stream)(in, out, A, C, B);
+  return cudaGetLastError();
 }
 
-namespace {
-
-at::Tensor conv5x5_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
-                        int64_t padding) {
-  const char* op = "conv5x5";
-  const ConvShape s = check_conv(op, x, w, b, padding, at::kCUDA);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor xc = x.contiguous(), wc = w.contiguous(), bc = b.contiguous();
-  at::Tensor y = at::empty({s.N, s.OC, s.Ho, s.Wo}, x.options());
-  launch_conv_forward(op, xc.data_ptr<float>(), wc.data_ptr<float>(), bc.data_ptr<float>(),
-                      y.data_ptr<float>(), nullptr, s.N, s.IC, s.H, s.W, s.OC, padding, false);
-  return y;
-}
-
-std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_cuda(const at::Tensor& x, const at::Tensor& w,
-                                                          const at::Tensor& b, int64_t padding,
-                                                          bool save_act) {
-  const char* op = "conv5x5_tanh_pool";
-  const ConvShape s = check_conv(op, x, w, b, padding, at::kCUDA);
-  LF_CHECK(s.Ho >= 2 && s.Wo >= 2, op, "expected a convolution output of at least 2x2 to pool, got ",
-           s.Ho, "x", s.Wo, " from x ", x.sizes());
-  const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor xc = x.contiguous(), wc = w.contiguous(), bc = b.contiguous();
-  at::Tensor y = at::empty({s.N, s.OC, s.Ho / 2, s.Wo / 2}, x.options());
-  at::Tensor act = save_act ? at::empty({s.N, s.OC, s.Ho, s.Wo}, x.options())
-                            : at::empty({0}, x.options());
-  launch_conv_forward(op, xc.data_ptr<float>(), wc.data_ptr<float>(), bc.data_ptr<float>(),
-                      y.data_ptr<float>(), save_act ? act.data_ptr<float>() : nullptr, s.N, s.IC,
-                      s.H, s.W, s.OC, padding, true);
-  return {y, act};
-}
-
-at::Tensor conv5x5_backward_input_cuda(const at::Tensor& grad, const at::Tensor& w,
-                                       int64_t padding) {
-  const char* op = "conv5x5_backward_input";
-  const auto [H, W] = check_conv_input_grad(op, grad, w, padding, at::kCUDA);
-  const int64_t pad = kMaxPad - padding;
-  const c10::cuda::CUDAGuard guard(grad.device());
-  // dL/dx = conv(grad, rot180(W) with in/out channels swapped, padding 4 - p)
-  const at::Tensor wf = w.flip({2, 3}).transpose(0, 1).contiguous();
-  const at::Tensor gc = grad.contiguous();
-  at::Tensor dx = at::empty({grad.size(0), w.size(1), H, W}, grad.options());
-  launch_conv_forward(op, gc.data_ptr<float>(), wf.data_ptr<float>(), nullptr, dx.data_ptr<float>(),
-                      nullptr, grad.size(0), w.size(0), grad.size(2), grad.size(3), w.size(1), pad,
-                      false);
-  return dx;
-}
-
-std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cuda(const at::Tensor& grad,
-                                                                const at::Tensor& x,
-                                                                int64_t padding) {
-  const char* op = "conv5x5_backward_weight";
-  const ConvShape s = check_conv_weight_grad(op, grad, nullptr, x, padding, at::kCUDA);
-  const int64_t N = s.N, IC = s.IC, H = s.H, W = s.W, OC = s.OC, Ho = s.Ho, Wo = s.Wo;
-  const c10::cuda::CUDAGuard guard(x.device());
-  if (N == 0 || OC == 0)
-    return {at::zeros({OC, IC, kKernel, kKernel}, x.options()), at::zeros({OC}, x.options())};
-  const int64_t shared = (H + 2 * padding) * (W + 2 * padding) + OC * Ho * Wo + OC * kTaps;
-  LF_CHECK(IC == 0 || shared <= kSharedFloats, op, "on CUDA, one padded input plane, the output "
-           "gradient of one image and the weight gradient must fit in 48 KB of shared memory: ",
-           shared, " floats > ", kSharedFloats, "; reduce the image size or the output channels");
-  LF_CHECK(IC <= 65535, op, "at most 65535 input channels on CUDA, got ", IC);
-  at::Tensor dw = at::empty({OC, IC, kKernel, kKernel}, x.options());  // written in full below
-  at::Tensor db = at::empty({OC}, x.options());
-  const at::Tensor gc = grad.contiguous();
-  const auto stream = c10::cuda::getCurrentCUDAStream();
-  launch_channel_sum(gc.data_ptr<float>(), db.data_ptr<float>(), N, OC, Ho * Wo);
-  if (IC == 0) return {dw, db};  // no weights: a grid of zero blocks is not a valid launch
-  const at::Tensor xc = x.contiguous();
-  // A fixed chunking that depends only on N: the sum order never depends on the hardware.
-  const int64_t chunk = std::max<int64_t>(8, (N + 255) / 256);
-  const int64_t chunks = (N + chunk - 1) / chunk;
-  at::Tensor partial = at::empty({chunks, OC * IC * kTaps}, x.options());
-  conv_weight_grad_kernel<<<dim3(static_cast<unsigned int>(chunks), static_cast<unsigned int>(IC)),
-                            kThreads, shared * sizeof(float), stream>>>(
-      gc.data_ptr<float>(), xc.data_ptr<float>(), partial.data_ptr<float>(), N, chunk, IC, H, W,
-      OC, padding);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  conv_weight_reduce_kernel<<<grid_for(dw.numel()), kThreads, 0, stream>>>(
-      partial.data_ptr<float>(), dw.data_ptr<float>(), chunks, dw.numel());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {dw, db};
-}
-
-// The fused op's weight gradient: the pool + tanh backward, then the weight gradient (two
-// launches; the CPU kernel does both in one pass).
-std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_backward_weight_cuda(const at::Tensor& grad,
-                                                                          const at::Tensor& act,
-                                                                          const at::Tensor& x,
-                                                                          int64_t padding) {
-  const char* op = "conv5x5_tanh_pool_backward_weight";
-  const ConvShape s = check_conv_weight_grad(op, grad, &act, x, padding, at::kCUDA);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor gc = grad.contiguous(), ac = act.contiguous();
-  at::Tensor dpre = at::empty(act.sizes(), act.options());
-  launch_tanh_pool_backward(gc.data_ptr<float>(), ac.data_ptr<float>(), dpre.data_ptr<float>(),
-                            s.N * s.OC, s.Ho, s.Wo);
-  return conv5x5_backward_weight_cuda(dpre, x, padding);
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(lenet_fast, CUDA, m) {
-  m.impl("conv5x5_tanh_pool_backward_weight", &conv5x5_tanh_pool_backward_weight_cuda);
-  m.impl("conv5x5", &conv5x5_cuda);
-  m.impl("conv5x5_tanh_pool", &conv5x5_tanh_pool_cuda);
-  m.impl("conv5x5_backward_input", &conv5x5_backward_input_cuda);
-  m.impl("conv5x5_backward_weight", &conv5x5_backward_weight_cuda);
+cudaError_t launch_conv_weight_grad(const float* g, const float* x, float* partial, float* dw, float* db,
+                                    int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
+                                    cudaStream_t stream) {
+  if (N == 0 || OC == 0) return cudaSuccess;  // the caller returns zeros
+  const int64_t Ho = H + 2 * pad - 4, Wo = W + 2 * pad - 4;
+  cudaError_t err = launch_channel_sum(g, db, N, OC, Ho * Wo, stream);
+  if (err != cudaSuccess || IC == 0) return err;  // no input channels: no weights, only db
+  const int64_t chunk = conv_weight_grad_chunk(N), chunks = conv_weight_grad_chunks(N);
+  const size_t shared = static_cast<size_t>(conv_weight_grad_shared_bytes(H, W, OC, pad));
+  LF_LAUNCH(conv_weight_grad_kernel, dim3(static_cast<unsigned int>(chunks), static_cast<unsigned int>(IC)),
+            kThreads, shared, stream)(g, x, partial, N, chunk, static_cast<int>(IC), static_cast<int>(H),
+                                      static_cast<int>(W), static_cast<int>(OC), static_cast<int>(pad));
+  if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  const int64_t size = OC * IC * kTaps;
+  LF_LAUNCH(conv_weight_reduce_kernel, grid_for(size), kThreads, 0, stream)(partial, dw, chunks, size);
+  return cudaGetLastError();
 }
 
 }  // namespace cuda

@@ -1,0 +1,102 @@
+// The launchers of lenet_fast's CUDA kernels: raw pointers, sizes and a stream in, a cudaError_t
+// out (the launch's own error: cudaGetLastError() after it), and no torch, in the style of llm.c's
+// dev/cuda and tiny-cuda-nn. The torch-facing code (torch_ops.cpp) checks arguments, allocates,
+// picks the stream and turns errors into exceptions; the kernels and these launchers live in the
+// .cu files, which build under nvcc and, as C++, under the CPU harness csrc/cuda/sim/.
+//
+// Layouts are contiguous, NCHW for images; "planes" is N * C.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#if defined(LENET_FAST_CUDASIM)
+#include "sim/runtime.h"
+#else
+#include <cuda_runtime_api.h>
+#endif
+
+namespace lenet_fast {
+namespace cuda {
+
+constexpr int64_t kSharedBytes = 48 * 1024;  // every kernel keeps to what a block gets without opting in
+constexpr int kConvTaps = 25;                // 5x5
+
+// conv5x5_forward_kernel stages a zero-padded input plane per input channel and 25 weights per
+// output channel for each channel of a pass, as many channels a pass as fit.
+struct ConvForwardPlan {
+  int64_t floats_per_channel;  // (H + 2 pad)(W + 2 pad) + 25 OC
+  int64_t ic_chunk;            // input channels staged per pass
+  size_t shared_bytes;
+  bool fits;                   // one channel fits at all
+};
+
+inline ConvForwardPlan conv_forward_plan(int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad) {
+  ConvForwardPlan p{};
+  p.floats_per_channel = (H + 2 * pad) * (W + 2 * pad) + kConvTaps * OC;
+  p.fits = p.floats_per_channel * 4 <= kSharedBytes;
+  const int64_t most = p.fits ? kSharedBytes / 4 / p.floats_per_channel : 0;
+  p.ic_chunk = IC < most ? IC : most;
+  p.shared_bytes = static_cast<size_t>(p.ic_chunk * p.floats_per_channel * 4);
+  return p;
+}
+
+// 5x5 stride-1 convolution of x (N, IC, H, W) with w (OC, IC, 5, 5) + bias (OC, or null):
+// plain -> y (N, OC, Ho, Wo); fused -> y = pool(tanh(.)) (N, OC, Ho/2, Wo/2) and, if act is not
+// null, act = tanh(.) (N, OC, Ho, Wo). One block per image (N < 2^31).
+cudaError_t launch_conv_forward(const float* x, const float* w, const float* bias, float* y, float* act,
+                                int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
+                                bool fused, cudaStream_t stream);
+
+// The weight gradient's work split: images per partial sum (a function of N alone, so the sum
+// order never depends on the hardware), and the shared memory one block needs.
+inline int64_t conv_weight_grad_chunk(int64_t N) {
+  const int64_t c = (N + 255) / 256;  // at most 256 partials, at least 8 images each
+  return c > 8 ? c : 8;
+}
+inline int64_t conv_weight_grad_chunks(int64_t N) {
+  const int64_t c = conv_weight_grad_chunk(N);
+  return (N + c - 1) / c;
+}
+inline int64_t conv_weight_grad_shared_bytes(int64_t H, int64_t W, int64_t OC, int64_t pad) {
+  const int64_t Ho = H + 2 * pad - 4, Wo = W + 2 * pad - 4;
+  return 4 * ((H + 2 * pad) * (W + 2 * pad) + OC * Ho * Wo + OC * kConvTaps);
+}
+
+// dw (OC, IC, 5, 5) and db (OC) of conv5x5 from its output gradient g (N, OC, Ho, Wo) and input
+// x (N, IC, H, W); partial: conv_weight_grad_chunks(N) * OC * IC * 25 floats of workspace.
+// N >= 1 and OC >= 1; IC may be 0 (then only db is computed).
+cudaError_t launch_conv_weight_grad(const float* g, const float* x, float* partial, float* dw, float* db,
+                                    int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
+                                    cudaStream_t stream);
+
+// out[c] = sum over a < A, b < B of in[(a * C + c) * B + b], in a fixed order (deterministic).
+cudaError_t launch_channel_sum(const float* in, float* out, int64_t A, int64_t C, int64_t B, cudaStream_t stream);
+
+// dpre (planes, H, W) from the pooled gradient g (planes, H/2, W/2): through tanh when act is
+// given (the fused op's backward), the plain average-pool backward when act is null.
+cudaError_t launch_tanh_pool_backward(const float* g, const float* act, float* dpre, int64_t planes, int64_t H,
+                                      int64_t W, cudaStream_t stream);
+
+// y (planes, H/2, W/2) = 2x2/2 average pool (floor mode) of x (planes, H, W).
+cudaError_t launch_avg_pool_forward(const float* x, float* y, int64_t planes, int64_t H, int64_t W,
+                                    cudaStream_t stream);
+
+// y = tanh(x); dx = g (1 - y^2); n elements.
+cudaError_t launch_tanh_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
+cudaError_t launch_tanh_backward(const float* g, const float* y, float* dx, int64_t n, cudaStream_t stream);
+
+// C (M, Nc) = epilogue(sum_k A(m, k) B(k, n)), with A(m, k) = A[m * sam + k * sak] and
+// B(k, n) = B[k * sbk + n * sbn]; epilogue adds bias[n] (if not null) then tanh (if asked).
+// K may be 0 (C is then the epilogue of 0).
+cudaError_t launch_gemm(const float* A, int64_t sam, int64_t sak, const float* B, int64_t sbk, int64_t sbn,
+                        float* C, int64_t M, int64_t Nc, int64_t K, const float* bias, bool apply_tanh,
+                        cudaStream_t stream);
+
+// out (B, row) = normalize(images[index[b]]) for uint8 images (n, row); an index outside [0, n)
+// trips a device-side assertion.
+cudaError_t launch_gather_normalize(const uint8_t* images, const int64_t* index, float* out, int64_t n,
+                                    int64_t B, int64_t row, float mean, float std, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace lenet_fast

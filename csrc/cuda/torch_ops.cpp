@@ -1,0 +1,367 @@
+// The CUDA implementations of lenet_fast's ops, torch side: argument checks (checks.h, shared with
+// the CPU), output allocation, device guard and stream, then the launchers (launchers.h), whose
+// errors become exceptions naming the op. Compiled by the host compiler into CUDA builds.
+//
+// The same file, with LENET_FAST_CUDASIM defined, is the torch side of the simulated build
+// (tests/cudasim.py): the kernels then run on the CPU under csrc/cuda/sim/, the tensors are CPU
+// tensors, and the ops register as lenet_fast_cudasim::* with lenet_fast's own schemas, so the
+// tests call the very code a CUDA build runs. In that build, outputs start as NaN so that an
+// element no kernel writes cannot pass for a result.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <vector>
+
+#include "../checks.h"
+#include "launchers.h"
+
+#if defined(LENET_FAST_CUDASIM)
+#include <ATen/core/dispatch/Dispatcher.h>
+#else
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace lenet_fast {
+namespace cuda {
+namespace {
+
+#if defined(LENET_FAST_CUDASIM)
+constexpr at::DeviceType kDevice = at::kCPU;
+struct Guard {
+  explicit Guard(const at::Tensor&) {}
+};
+cudaStream_t stream() { return nullptr; }
+at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return at::empty(sizes, options).fill_(std::numeric_limits<float>::quiet_NaN());
+}
+#else
+constexpr at::DeviceType kDevice = at::kCUDA;
+struct Guard {  // the tensor's device is current while the op runs
+  explicit Guard(const at::Tensor& t) : guard(t.device()) {}
+  c10::cuda::CUDAGuard guard;
+};
+cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream(); }
+at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options) { return at::empty(sizes, options); }
+#endif
+
+// A launcher's error as an exception naming the op (C10_CUDA_CHECK's message on a GPU).
+void check_launch(const char* op, cudaError_t err) {
+  if (err == cudaSuccess) return;
+#if defined(LENET_FAST_CUDASIM)
+  TORCH_CHECK(false, "lenet_fast::", op, ": CUDA error: ", cudaGetErrorString(err), " (cudasim: ",
+              cudasim::last_error_detail(), ")");
+#else
+  LF_CHECK(false, op, "CUDA kernel launch failed: ", cudaGetErrorString(err));
+#endif
+}
+
+const float* ptr(const at::Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
+float* mut(at::Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
+
+void check_conv_fits(const char* op, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad) {
+  const ConvForwardPlan p = conv_forward_plan(IC, H, W, OC, pad);
+  LF_CHECK(IC == 0 || p.fits, op, "on CUDA, one padded input plane plus 25 weights per output channel must "
+           "fit in 48 KB of shared memory: (H+2p)*(W+2p) + 25*OC = ", p.floats_per_channel, " floats > ",
+           kSharedBytes / 4, "; reduce the image size or the output channels");
+}
+
+void check_int32(const char* op, const char* what, int64_t v) {
+  LF_CHECK(v < (int64_t{1} << 31), op, what, " of ", v, " elements is too large for one image's 32-bit "
+           "indexing in these kernels; split the batch or the channels");
+}
+
+// Launches conv5x5_forward_kernel after the checks a CUDA launch of it needs.
+void conv_forward(const char* op, const float* x, const float* w, const float* bias, float* y, float* act,
+                  int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad, bool fused) {
+  const int64_t Ho = H + 2 * pad - 4, Wo = W + 2 * pad - 4;
+  check_conv_fits(op, IC, H, W, OC, pad);
+  check_int32(op, "one image", std::max(IC * H * W, OC * Ho * Wo) + OC * (Ho + Wo));
+  LF_CHECK(N <= 2147483647, op, "a batch of ", N, " images exceeds the CUDA grid limit");
+  check_launch(op, launch_conv_forward(x, w, bias, y, act, N, IC, H, W, OC, pad, fused, stream()));
+}
+
+at::Tensor conv5x5_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t padding) {
+  const char* op = "conv5x5";
+  const ConvShape s = check_conv(op, x, w, b, padding, kDevice);
+  const Guard guard(x);
+  const at::Tensor xc = x.contiguous(), wc = w.contiguous(), bc = b.contiguous();
+  at::Tensor y = new_output({s.N, s.OC, s.Ho, s.Wo}, x.options());
+  conv_forward(op, ptr(xc), ptr(wc), ptr(bc), mut(y), nullptr, s.N, s.IC, s.H, s.W, s.OC, padding, false);
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_cuda(const at::Tensor& x, const at::Tensor& w,
+                                                          const at::Tensor& b, int64_t padding, bool save_act) {
+  const char* op = "conv5x5_tanh_pool";
+  const ConvShape s = check_conv(op, x, w, b, padding, kDevice);
+  LF_CHECK(s.Ho >= 2 && s.Wo >= 2, op, "expected a convolution output of at least 2x2 to pool, got ", s.Ho, "x",
+           s.Wo, " from x ", x.sizes());
+  const Guard guard(x);
+  const at::Tensor xc = x.contiguous(), wc = w.contiguous(), bc = b.contiguous();
+  at::Tensor y = new_output({s.N, s.OC, s.Ho / 2, s.Wo / 2}, x.options());
+  at::Tensor act = save_act ? new_output({s.N, s.OC, s.Ho, s.Wo}, x.options()) : at::empty({0}, x.options());
+  conv_forward(op, ptr(xc), ptr(wc), ptr(bc), mut(y), save_act ? mut(act) : nullptr, s.N, s.IC, s.H, s.W, s.OC,
+               padding, true);
+  return {y, act};
+}
+
+at::Tensor conv5x5_backward_input_cuda(const at::Tensor& grad, const at::Tensor& w, int64_t padding) {
+  const char* op = "conv5x5_backward_input";
+  const auto [H, W] = check_conv_input_grad(op, grad, w, padding, kDevice);
+  const Guard guard(grad);
+  // dL/dx = conv(grad, rot180(W) with in/out channels swapped, padding 4 - p)
+  const at::Tensor wf = w.flip({2, 3}).transpose(0, 1).contiguous();
+  const at::Tensor gc = grad.contiguous();
+  at::Tensor dx = new_output({grad.size(0), w.size(1), H, W}, grad.options());
+  conv_forward(op, ptr(gc), ptr(wf), nullptr, mut(dx), nullptr, grad.size(0), w.size(0), grad.size(2),
+               grad.size(3), w.size(1), kMaxPad - padding, false);
+  return dx;
+}
+
+// dw, db of a conv from its output gradient (at the conv output, contiguous) and input.
+std::tuple<at::Tensor, at::Tensor> weight_grad(const char* op, const at::Tensor& gc, const at::Tensor& x,
+                                               const ConvShape& s, int64_t padding) {
+  if (s.N == 0 || s.OC == 0)
+    return {at::zeros({s.OC, s.IC, kKernel, kKernel}, x.options()), at::zeros({s.OC}, x.options())};
+  LF_CHECK(s.IC == 0 || conv_weight_grad_shared_bytes(s.H, s.W, s.OC, padding) <= kSharedBytes, op,
+           "on CUDA, one padded input plane, the output gradient of one image and the weight gradient must "
+           "fit in 48 KB of shared memory: ", conv_weight_grad_shared_bytes(s.H, s.W, s.OC, padding) / 4,
+           " floats > ", kSharedBytes / 4, "; reduce the image size or the output channels");
+  LF_CHECK(s.IC <= 65535, op, "at most 65535 input channels on CUDA, got ", s.IC);
+  const at::Tensor xc = x.contiguous();
+  at::Tensor dw = new_output({s.OC, s.IC, kKernel, kKernel}, x.options());
+  at::Tensor db = new_output({s.OC}, x.options());
+  at::Tensor partial = at::empty({conv_weight_grad_chunks(s.N) * s.OC * s.IC * kTaps}, x.options());
+  check_launch(op, launch_conv_weight_grad(ptr(gc), ptr(xc), mut(partial), mut(dw), mut(db), s.N, s.IC, s.H, s.W,
+                                           s.OC, padding, stream()));
+  return {dw, db};
+}
+
+std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cuda(const at::Tensor& grad, const at::Tensor& x,
+                                                                int64_t padding) {
+  const char* op = "conv5x5_backward_weight";
+  const ConvShape s = check_conv_weight_grad(op, grad, nullptr, x, padding, kDevice);
+  const Guard guard(x);
+  return weight_grad(op, grad.contiguous(), x, s, padding);
+}
+
+// The fused op's weight gradient: the pool + tanh backward, then the weight gradient (two passes;
+// the CPU kernel does both in one).
+std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_backward_weight_cuda(const at::Tensor& grad,
+                                                                          const at::Tensor& act,
+                                                                          const at::Tensor& x, int64_t padding) {
+  const char* op = "conv5x5_tanh_pool_backward_weight";
+  const ConvShape s = check_conv_weight_grad(op, grad, &act, x, padding, kDevice);
+  const Guard guard(x);
+  const at::Tensor gc = grad.contiguous(), ac = act.contiguous();
+  at::Tensor dpre = new_output(act.sizes(), act.options());
+  check_launch(op, launch_tanh_pool_backward(ptr(gc), ptr(ac), mut(dpre), s.N * s.OC, s.Ho, s.Wo, stream()));
+  return weight_grad(op, dpre, x, s, padding);
+}
+
+at::Tensor tanh_pool_backward_cuda(const at::Tensor& grad, const at::Tensor& act) {
+  const char* op = "tanh_pool_backward";
+  check_tanh_pool_backward(op, grad, act, kDevice);
+  const Guard guard(act);
+  const at::Tensor gc = grad.contiguous(), ac = act.contiguous();
+  at::Tensor d = new_output(act.sizes(), act.options());
+  check_launch(op, launch_tanh_pool_backward(ptr(gc), ptr(ac), mut(d), act.size(0) * act.size(1), act.size(2),
+                                             act.size(3), stream()));
+  return d;
+}
+
+at::Tensor avg_pool2x2_cuda(const at::Tensor& x) {
+  const char* op = "avg_pool2x2";
+  check_float32(op, "x", x);
+  check_devices(op, kDevice, {{"x", &x}});
+  check_pool_input(op, x);
+  const Guard guard(x);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const at::Tensor xc = x.contiguous();
+  at::Tensor y = new_output({N, C, H / 2, W / 2}, x.options());
+  check_launch(op, launch_avg_pool_forward(ptr(xc), mut(y), N * C, H, W, stream()));
+  return y;
+}
+
+at::Tensor avg_pool2x2_backward_cuda(const at::Tensor& grad, int64_t H, int64_t W) {
+  const char* op = "avg_pool2x2_backward";
+  check_avg_pool_backward(op, grad, H, W, kDevice);
+  const Guard guard(grad);
+  const at::Tensor gc = grad.contiguous();
+  at::Tensor dx = new_output({grad.size(0), grad.size(1), H, W}, grad.options());
+  check_launch(op, launch_tanh_pool_backward(ptr(gc), nullptr, mut(dx), grad.size(0) * grad.size(1), H, W, stream()));
+  return dx;
+}
+
+at::Tensor tanh_cuda(const at::Tensor& x) {
+  const char* op = "tanh";
+  check_float32(op, "x", x);
+  check_devices(op, kDevice, {{"x", &x}});
+  const Guard guard(x);
+  const at::Tensor xc = x.contiguous();
+  at::Tensor y = new_output(x.sizes(), x.options());
+  check_launch(op, launch_tanh_forward(ptr(xc), mut(y), y.numel(), stream()));
+  return y;
+}
+
+at::Tensor tanh_backward_cuda(const at::Tensor& grad, const at::Tensor& y) {
+  const char* op = "tanh_backward";
+  check_tanh_backward(op, grad, y, kDevice);
+  const Guard guard(y);
+  const at::Tensor gc = grad.contiguous(), yc = y.contiguous();
+  at::Tensor dx = new_output(y.sizes(), y.options());
+  check_launch(op, launch_tanh_backward(ptr(gc), ptr(yc), mut(dx), dx.numel(), stream()));
+  return dx;
+}
+
+at::Tensor linear_impl(const char* op, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                       bool apply_tanh) {
+  check_linear(op, x, w, b, kDevice);
+  const Guard guard(x);
+  const int64_t K = w.size(1), J = w.size(0);
+  const at::Tensor x2 = as_matrix(x).contiguous(), wc = w.contiguous(), bc = b.contiguous();
+  const int64_t N = x2.size(0);
+  at::Tensor y = new_output({N, J}, x.options());
+  // K == 0 too: the sum over no features is 0, so y is the bias (through tanh_f32, as on the CPU)
+  check_launch(op, launch_gemm(ptr(x2), K, 1, ptr(wc), 1, K, mut(y), N, J, K, ptr(bc), apply_tanh, stream()));
+  return y.view(linear_out_sizes(x, J));
+}
+
+at::Tensor linear_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return linear_impl("linear", x, w, b, false);
+}
+
+at::Tensor linear_tanh_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return linear_impl("linear_tanh", x, w, b, true);
+}
+
+at::Tensor linear_backward_input_cuda(const at::Tensor& grad, const at::Tensor& w) {
+  const char* op = "linear_backward_input";
+  check_linear_input_grad(op, grad, w, kDevice);
+  const Guard guard(grad);
+  const int64_t K = w.size(1), J = w.size(0);
+  const at::Tensor g2 = as_matrix(grad).contiguous(), wc = w.contiguous();
+  at::Tensor dx = new_output({g2.size(0), K}, grad.options());  // the GEMM writes every element
+  check_launch(op, launch_gemm(ptr(g2), J, 1, ptr(wc), K, 1, mut(dx), g2.size(0), K, J, nullptr, false, stream()));
+  return dx.view(linear_out_sizes(grad, K));
+}
+
+std::tuple<at::Tensor, at::Tensor> linear_backward_weight_cuda(const at::Tensor& grad, const at::Tensor& x) {
+  const char* op = "linear_backward_weight";
+  check_linear_weight_grad(op, grad, x, kDevice);
+  const Guard guard(x);
+  const int64_t K = x.size(-1), J = grad.size(-1);
+  const at::Tensor g2 = as_matrix(grad).contiguous(), x2 = as_matrix(x).contiguous();
+  const int64_t N = g2.size(0);
+  if (N == 0) return {at::zeros({J, K}, x.options()), at::zeros({J}, x.options())};
+  at::Tensor dw = new_output({J, K}, x.options());  // the GEMM and the channel sum write all of it
+  at::Tensor db = new_output({J}, x.options());
+  check_launch(op, launch_gemm(ptr(g2), 1, J, ptr(x2), K, 1, mut(dw), J, K, N, nullptr, false, stream()));
+  check_launch(op, launch_channel_sum(ptr(g2), mut(db), N, J, 1, stream()));
+  return {dw, db};
+}
+
+at::Tensor gather_normalize_cuda(const at::Tensor& images, const at::Tensor& index, double mean, double std) {
+  const char* op = "gather_normalize";
+  check_gather_normalize(op, images, index, std, kDevice);
+  const Guard guard(images);
+  const at::Tensor src = images.contiguous(), idx = index.contiguous();
+  const int64_t n = src.size(0), B = idx.size(0), row = n ? src.numel() / n : 0;
+  std::vector<int64_t> shape(images.sizes().begin(), images.sizes().end());
+  shape[0] = B;
+  at::Tensor out = new_output(shape, images.options().dtype(at::kFloat));
+  check_launch(op, launch_gather_normalize(src.numel() ? src.data_ptr<uint8_t>() : nullptr,
+                                           idx.numel() ? idx.data_ptr<int64_t>() : nullptr, mut(out), n, B, row,
+                                           static_cast<float>(mean), static_cast<float>(std), stream()));
+  return out;
+}
+
+// The inference forward: the network's kernels back to back, intermediate activations in
+// temporary buffers (not yet a single fused kernel).
+at::Tensor lenet5_forward_cuda(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                               const at::Tensor& b2, const at::Tensor& f1w, const at::Tensor& f1b,
+                               const at::Tensor& f2w, const at::Tensor& f2b, const at::Tensor& f3w,
+                               const at::Tensor& f3b, int64_t padding) {
+  const char* op = "lenet5_forward";
+  const Lenet5Shape s = check_lenet5(op, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, kDevice);
+  const Guard guard(x);
+  const int64_t N = s.c1.N;
+  at::Tensor y = new_output({N, s.J3}, x.options());
+  if (N == 0) return y;
+  auto c = [](const at::Tensor& t) { return t.contiguous(); };
+  const at::Tensor xc = c(x), w1c = c(w1), b1c = c(b1), w2c = c(w2), b2c = c(b2), f1wc = c(f1w), f1bc = c(f1b),
+                   f2wc = c(f2w), f2bc = c(f2b), f3wc = c(f3w), f3bc = c(f3b);
+  at::Tensor a1 = new_output({N, s.c1.OC, s.c1.Ho / 2, s.c1.Wo / 2}, x.options());
+  at::Tensor a2 = new_output({N, s.F}, x.options());
+  at::Tensor h1 = new_output({N, s.J1}, x.options());
+  at::Tensor h2 = new_output({N, s.J2}, x.options());
+  conv_forward(op, ptr(xc), ptr(w1c), ptr(b1c), mut(a1), nullptr, N, s.c1.IC, s.c1.H, s.c1.W, s.c1.OC, padding, true);
+  conv_forward(op, ptr(a1), ptr(w2c), ptr(b2c), mut(a2), nullptr, N, s.c2.IC, s.c2.H, s.c2.W, s.c2.OC, 0, true);
+  check_launch(op, launch_gemm(ptr(a2), s.F, 1, ptr(f1wc), 1, s.F, mut(h1), N, s.J1, s.F, ptr(f1bc), true, stream()));
+  check_launch(op, launch_gemm(ptr(h1), s.J1, 1, ptr(f2wc), 1, s.J1, mut(h2), N, s.J2, s.J1, ptr(f2bc), true, stream()));
+  check_launch(op, launch_gemm(ptr(h2), s.J2, 1, ptr(f3wc), 1, s.J2, mut(y), N, s.J3, s.J2, ptr(f3bc), false, stream()));
+  return y;
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace lenet_fast
+
+#if defined(LENET_FAST_CUDASIM)
+// The simulated build's library: lenet_fast's schemas (read from the dispatcher, so lenet_fast must
+// be loaded first) under the namespace lenet_fast_cudasim, implemented for CPU tensors; plus two
+// controls for the tests.
+namespace {
+
+void set_order(int64_t order, int64_t seed) {
+  cudasim::set_order(order == 1 ? cudasim::Order::Reverse : order == 2 ? cudasim::Order::Shuffle
+                                                                        : cudasim::Order::Forward,
+                     static_cast<unsigned>(seed));
+}
+
+std::vector<int64_t> stats() {
+  return {cudasim::stats().launches.load(), cudasim::stats().blocks.load(), cudasim::stats().threads.load()};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(lenet_fast_cudasim, m) {
+  int defined = 0;
+  for (const c10::OperatorName& name : c10::Dispatcher::singleton().getAllOpNames()) {
+    if (name.name.rfind("lenet_fast::", 0) != 0 || name.name.rfind("lenet_fast::triton_", 0) == 0) continue;
+    const auto op = c10::Dispatcher::singleton().findSchema(name);
+    std::string schema = c10::toString(op->schema());
+    schema.replace(0, std::string("lenet_fast::").size(), "lenet_fast_cudasim::");
+    m.def(schema.c_str());
+    ++defined;
+  }
+  TORCH_CHECK(defined > 0, "lenet_fast_cudasim: load lenet_fast (import lenet_fast) before the simulated build");
+  m.def("_set_order(int order, int seed) -> ()", &set_order);
+  m.def("_stats() -> int[]", &stats);
+}
+#define LF_CUDA_IMPL TORCH_LIBRARY_IMPL(lenet_fast_cudasim, CPU, m)
+#else
+#define LF_CUDA_IMPL TORCH_LIBRARY_IMPL(lenet_fast, CUDA, m)
+#endif
+
+LF_CUDA_IMPL {
+  using namespace lenet_fast::cuda;
+  m.impl("conv5x5", &conv5x5_cuda);
+  m.impl("conv5x5_tanh_pool", &conv5x5_tanh_pool_cuda);
+  m.impl("conv5x5_backward_input", &conv5x5_backward_input_cuda);
+  m.impl("conv5x5_backward_weight", &conv5x5_backward_weight_cuda);
+  m.impl("conv5x5_tanh_pool_backward_weight", &conv5x5_tanh_pool_backward_weight_cuda);
+  m.impl("tanh_pool_backward", &tanh_pool_backward_cuda);
+  m.impl("avg_pool2x2", &avg_pool2x2_cuda);
+  m.impl("avg_pool2x2_backward", &avg_pool2x2_backward_cuda);
+  m.impl("tanh", &tanh_cuda);
+  m.impl("tanh_backward", &tanh_backward_cuda);
+  m.impl("linear", &linear_cuda);
+  m.impl("linear_tanh", &linear_tanh_cuda);
+  m.impl("linear_backward_input", &linear_backward_input_cuda);
+  m.impl("linear_backward_weight", &linear_backward_weight_cuda);
+  m.impl("gather_normalize", &gather_normalize_cuda);
+  m.impl("lenet5_forward", &lenet5_forward_cuda);
+}
