@@ -86,7 +86,7 @@ def _inference(batch):
 
 def checks(triton: bool):
     """(name, run(device) -> list of tensors)."""
-    yes3, xwb = (True, True, True), lambda x, w, b: (x, w, b)  # noqa: E731
+    yes3 = (True, True, True)
     conv_in = lambda n, ic, oc, h, w: [_r(n, ic, h, w, seed=1), _r(oc, ic, 5, 5, seed=2, scale=0.2), _r(oc, seed=3, scale=0.1)]  # noqa: E731
     lin_in = lambda n, k, j: [_r(n, k, seed=1), _r(j, k, seed=2, scale=k ** -0.5), _r(j, seed=3, scale=0.1)]  # noqa: E731
     out = [

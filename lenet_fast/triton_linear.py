@@ -17,6 +17,7 @@ TRITON_INTERPRET=1 set before triton is imported (the tests do this).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -124,6 +125,7 @@ def _check(op: str, **tensors: Tensor) -> None:
         raise RuntimeError(f"lenet_fast::{op}: {why}")
 
 
+@functools.lru_cache(maxsize=None)
 def _launcher():
     """The matmul kernel as wrap_triton gives it, so torch.compile traces into it. torch before
     2.14 refuses the interpreter's InterpretedFunction (TRITON_INTERPRET=1, CPU tests only); the

@@ -10,7 +10,6 @@ What this proves and what it cannot: README, "GPU status".
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

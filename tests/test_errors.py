@@ -1,7 +1,6 @@
 """Bad input: each case is a clear error naming the op, or the right answer — never a crash."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lenet_fast import LeNet5, TorchLeNet5, ops
 from conftest import CUDA

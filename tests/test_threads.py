@@ -1,7 +1,6 @@
 """Results do not depend on the number of CPU threads: every reduction (weight and bias gradients
 over the batch) is cut into chunks fixed by the problem size and summed in order, so one thread and
 two give the same bits."""
-import pytest
 import torch
 import torch.nn.functional as F
 

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../kernel_math.h"  // kTaps, kMaxPad: torch-free too
+
 #if defined(LENET_FAST_CUDASIM)
 #include "sim/runtime.h"
 #else
@@ -20,7 +22,6 @@ namespace lenet_fast {
 namespace cuda {
 
 constexpr int64_t kSharedBytes = 48 * 1024;  // every kernel keeps to what a block gets without opting in
-constexpr int kConvTaps = 25;                // 5x5
 
 // conv5x5_forward_kernel stages a zero-padded input plane per input channel and 25 weights per
 // output channel for each channel of a pass, as many channels a pass as fit.
@@ -33,7 +34,7 @@ struct ConvForwardPlan {
 
 inline ConvForwardPlan conv_forward_plan(int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad) {
   ConvForwardPlan p{};
-  p.floats_per_channel = (H + 2 * pad) * (W + 2 * pad) + kConvTaps * OC;
+  p.floats_per_channel = (H + 2 * pad) * (W + 2 * pad) + kTaps * OC;
   p.fits = p.floats_per_channel * 4 <= kSharedBytes;
   const int64_t most = p.fits ? kSharedBytes / 4 / p.floats_per_channel : 0;
   p.ic_chunk = IC < most ? IC : most;
@@ -60,7 +61,7 @@ inline int64_t conv_weight_grad_chunks(int64_t N) {
 }
 inline int64_t conv_weight_grad_shared_bytes(int64_t H, int64_t W, int64_t OC, int64_t pad) {
   const int64_t Ho = H + 2 * pad - 4, Wo = W + 2 * pad - 4;
-  return 4 * ((H + 2 * pad) * (W + 2 * pad) + OC * Ho * Wo + OC * kConvTaps);
+  return 4 * ((H + 2 * pad) * (W + 2 * pad) + OC * Ho * Wo + OC * kTaps);
 }
 
 // dw (OC, IC, 5, 5) and db (OC) of conv5x5 from its output gradient g (N, OC, Ho, Wo) and input

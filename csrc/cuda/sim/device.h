@@ -347,7 +347,6 @@ inline void run_block(Block& b, std::vector<std::unique_ptr<char[]>>& stacks) {
     makecontext(&t.context, reinterpret_cast<void (*)()>(&fiber_entry), 2, static_cast<unsigned>(p >> 32),
                 static_cast<unsigned>(p & 0xffffffffu));
   }
-  std::vector<char> started(b.count, 0);
   for (bool ran = true; ran && b.error.empty();) {
     ran = false;
     for (unsigned i : b.order) {
