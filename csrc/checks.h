@@ -276,12 +276,13 @@ inline Lenet5Shape check_lenet5(const char* op, const at::Tensor& x, const at::T
                                 const at::Tensor& f1w, const at::Tensor& f1b,
                                 const at::Tensor& f2w, const at::Tensor& f2b,
                                 const at::Tensor& f3w, const at::Tensor& f3b, int64_t padding,
-                                at::DeviceType kind) {
+                                at::DeviceType kind, bool x_may_be_uint8 = false) {
   const std::initializer_list<std::pair<const char*, const at::Tensor*>> all = {
       {"x", &x},           {"conv1_weight", &w1}, {"conv1_bias", &b1}, {"conv2_weight", &w2},
       {"conv2_bias", &b2}, {"fc1_weight", &f1w},  {"fc1_bias", &f1b},  {"fc2_weight", &f2w},
       {"fc2_bias", &f2b},  {"fc3_weight", &f3w},  {"fc3_bias", &f3b}};
-  for (const auto& [name, t] : all) check_float32(op, name, *t);
+  for (const auto& [name, t] : all)
+    if (!(x_may_be_uint8 && t == &x && x.defined() && x.scalar_type() == at::kByte)) check_float32(op, name, *t);
   check_devices(op, kind, all);
   Lenet5Shape s{};
   s.c1 = check_conv_shapes(op, x.sizes(), "x", "conv1_weight", w1, "conv1_bias", b1, padding);
@@ -299,6 +300,17 @@ inline Lenet5Shape check_lenet5(const char* op, const at::Tensor& x, const at::T
   check_linear_shapes(op, s.J2, "fc2's output", "fc3_weight", f3w, "fc3_bias", f3b);
   s.J3 = f3w.size(0);
   return s;
+}
+
+// lenet5_forward's mean and std: they normalise uint8 images (ToTensor() then Normalize(mean, std));
+// a float32 x is used as given, so anything but the defaults would be silently ignored.
+inline void check_lenet5_normalize(const char* op, const at::Tensor& x, double mean, double std) {
+  if (x.scalar_type() == at::kByte) {
+    LF_CHECK(std != 0.0, op, "expected a nonzero std to normalise uint8 images with, got 0");
+  } else {
+    LF_CHECK(mean == 0.0 && std == 1.0, op, "mean and std normalise uint8 images; x is ", x.scalar_type(),
+             " and is used as given, so expected the defaults mean=0, std=1, got mean=", mean, ", std=", std);
+  }
 }
 
 // gather_normalize: images (N, ...) uint8, index (B) int64.

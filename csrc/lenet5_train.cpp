@@ -18,6 +18,11 @@
 
 #include "checks.h"
 
+#if defined(LENET_FAST_CUDASIM) || defined(LENET_FAST_WITH_CUDA)
+#include "cuda/net_ops.h"  // the CUDA build's fused kernels, tried first on its device
+#define LF_HAVE_FUSED 1
+#endif
+
 namespace lenet_fast {
 namespace {
 
@@ -39,7 +44,9 @@ using T = at::Tensor;
 using TT = std::tuple<at::Tensor, at::Tensor>;
 constexpr int kLenet5Inputs = 11;  // x and the ten parameters
 
-template <at::DeviceType kind>
+// kFused: try the CUDA build's fused whole-network kernels first (cuda/net_ops.h); they decline
+// shapes they do not serve, which then take the per-layer ops below.
+template <at::DeviceType kind, bool kFused>
 std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train(
     const T& x, const T& w1, const T& b1, const T& w2, const T& b2, const T& f1w, const T& f1b,
     const T& f2w, const T& f2b, const T& f3w, const T& f3b, int64_t padding) {
@@ -47,6 +54,11 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train(
   check_lenet5("lenet5_forward_train", x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding,
                kind);
   at::AutoDispatchBelowADInplaceOrView below_autograd;
+#ifdef LF_HAVE_FUSED
+  if constexpr (kFused)
+    if (auto fused = cuda::lenet5_forward_train_fused(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding))
+      return *fused;
+#endif
   static const auto conv = op<TT(const T&, const T&, const T&, int64_t, bool)>(LF_OPS "conv5x5_tanh_pool");
   static const auto lin_tanh = op<T(const T&, const T&, const T&)>(LF_OPS "linear_tanh");
   static const auto lin = op<T(const T&, const T&, const T&)>(LF_OPS "linear");
@@ -63,7 +75,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train(
 // gradient (a frozen feature extractor costs no convolution backward), and a layer's weight
 // gradient kernel runs only when its weight or bias needs one. need[i] follows the forward op's
 // inputs: x, conv1 weight and bias, conv2 ..., fc3 bias.
-template <at::DeviceType kind>
+template <at::DeviceType kind, bool kFused>
 std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, const T& w2,
                                         const T& f1w, const T& f2w, const T& f3w,
                                         at::TensorList saved, int64_t padding,
@@ -75,6 +87,10 @@ std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, 
                              {"conv2_weight", &w2}, {"fc1_weight", &f1w}, {"fc2_weight", &f2w},
                              {"fc3_weight", &f3w}});
   at::AutoDispatchBelowADInplaceOrView below_autograd;
+#ifdef LF_HAVE_FUSED
+  if constexpr (kFused)
+    if (auto fused = cuda::lenet5_backward_fused(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, need)) return *fused;
+#endif
   static const auto tanh_bwd = op<T(const T&, const T&)>(LF_OPS "tanh_backward");
   static const auto lin_bwd_x = op<T(const T&, const T&)>(LF_OPS "linear_backward_input");
   static const auto lin_bwd_w = op<TT(const T&, const T&)>(LF_OPS "linear_backward_weight");
@@ -176,8 +192,8 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_autograd(
 
 #if defined(LENET_FAST_CUDASIM)
 TORCH_LIBRARY_IMPL(lenet_fast_cudasim, CPU, m) {  // the simulated CUDA build: CPU tensors, CUDA kernels
-  m.impl("lenet5_forward_train", &lenet5_forward_train<at::kCPU>);
-  m.impl("lenet5_backward", &lenet5_backward<at::kCPU>);
+  m.impl("lenet5_forward_train", &lenet5_forward_train<at::kCPU, true>);
+  m.impl("lenet5_backward", &lenet5_backward<at::kCPU, true>);
 }
 #else
 TORCH_LIBRARY_IMPL(lenet_fast, Autograd, m) {
@@ -185,14 +201,14 @@ TORCH_LIBRARY_IMPL(lenet_fast, Autograd, m) {
 }
 
 TORCH_LIBRARY_IMPL(lenet_fast, CPU, m) {
-  m.impl("lenet5_forward_train", &lenet5_forward_train<at::kCPU>);
-  m.impl("lenet5_backward", &lenet5_backward<at::kCPU>);
+  m.impl("lenet5_forward_train", &lenet5_forward_train<at::kCPU, false>);
+  m.impl("lenet5_backward", &lenet5_backward<at::kCPU, false>);
 }
 
 #ifdef LENET_FAST_WITH_CUDA  // (a CPU-only build registers no_cuda.cpp's error kernel instead)
 TORCH_LIBRARY_IMPL(lenet_fast, CUDA, m) {
-  m.impl("lenet5_forward_train", &lenet5_forward_train<at::kCUDA>);
-  m.impl("lenet5_backward", &lenet5_backward<at::kCUDA>);
+  m.impl("lenet5_forward_train", &lenet5_forward_train<at::kCUDA, true>);
+  m.impl("lenet5_backward", &lenet5_backward<at::kCUDA, true>);
 }
 #endif
 

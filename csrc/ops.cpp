@@ -49,12 +49,14 @@ TORCH_LIBRARY(lenet_fast, m) {
   m.def("linear_backward_weight(Tensor grad, Tensor x) -> (Tensor, Tensor)");
 
   // The whole LeNet-5 forward in one call, for inference (no autograd): one dispatch instead of
-  // five, and on the CPU each thread carries a few images through every layer while they are in
-  // cache. x (N, 1, S, S) -> logits (N, classes).
+  // five; on the CPU each thread carries a few images through every layer while they are in
+  // cache, on CUDA it is one kernel. x (N, 1, S, S) float32 -> logits (N, classes); x may also be
+  // the raw uint8 images, normalised inside as ToTensor() + Normalize(mean, std) would (mean and
+  // std apply to uint8 x only).
   m.def(
       "lenet5_forward(Tensor x, Tensor conv1_weight, Tensor conv1_bias, Tensor conv2_weight, "
       "Tensor conv2_bias, Tensor fc1_weight, Tensor fc1_bias, Tensor fc2_weight, Tensor fc2_bias, "
-      "Tensor fc3_weight, Tensor fc3_bias, int conv1_padding) -> Tensor");
+      "Tensor fc3_weight, Tensor fc3_bias, int conv1_padding, float mean=0.0, float std=1.0) -> Tensor");
 
   // Training: the whole forward as one op that also returns what backward needs, and the whole
   // backward as one op (csrc/lenet5_train.cpp), so a step costs two trips through Python autograd

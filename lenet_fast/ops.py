@@ -103,9 +103,9 @@ def _(grad, x):
 
 
 @torch.library.register_fake("lenet_fast::lenet5_forward")
-def _(x, *params_and_padding):
-    fc3_weight = params_and_padding[8]
-    return x.new_empty((x.shape[0], fc3_weight.shape[0]))
+def _(x, *params_padding_mean_std):
+    fc3_weight = params_padding_mean_std[8]
+    return x.new_empty((x.shape[0], fc3_weight.shape[0]), dtype=torch.float32)
 
 
 @torch.library.register_fake("lenet_fast::lenet5_forward_train")
@@ -295,16 +295,22 @@ def linear_tanh(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     return ops.linear_tanh(x, weight, bias)
 
 
-def lenet5_forward(x: Tensor, params: list[Tensor], conv1_padding: int) -> Tensor:
+def lenet5_forward(x: Tensor, params: list[Tensor], conv1_padding: int, mean: float = 0.0,
+                   std: float = 1.0) -> Tensor:
     """The whole LeNet-5 forward in one op: params are conv1.weight, conv1.bias, conv2.weight,
     conv2.bias, fc1.weight, ..., fc3.bias.
 
     With autograd active it runs lenet5_forward_train, whose backward is one lenet5_backward op;
-    otherwise the inference op, which keeps no activations.
+    otherwise the inference op, which keeps no activations (one kernel on CUDA). x may be the raw
+    uint8 images (inference only): they are normalised inside, as ToTensor() + Normalize(mean, std)
+    would; mean and std apply to uint8 x only.
     """
     if _needs_grad(x, *params):
+        if x.dtype == torch.uint8:
+            raise TypeError("lenet_fast.ops.lenet5_forward: uint8 images are for inference; with autograd "
+                            "active pass float32 (gather_normalize makes them)")
         return ops.lenet5_forward_train(x, *params, conv1_padding)[0]
-    return ops.lenet5_forward(x, *params, conv1_padding)
+    return ops.lenet5_forward(x, *params, conv1_padding, mean, std)
 
 
 def gather_normalize(images: Tensor, index: Tensor, mean: float = 0.5, std: float = 0.5) -> Tensor:

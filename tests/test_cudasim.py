@@ -196,9 +196,13 @@ def test_whole_network(sim, order, n):
         F.cross_entropy(out, labels).backward()
         outs.append(out.detach())
         grads.append([inp.grad] + [p.grad for p in model.parameters()])
-    logits = sim.lenet5_forward(x, *params, 2)
+    with launches() as forward:
+        logits = sim.lenet5_forward(x, *params, 2)
+    assert forward.count == 1, "lenet5_forward is one kernel on CUDA"
     assert_matches_reference(logits, *outs, name="lenet5_forward logits")
-    logits_t, saved = sim.lenet5_forward_train(x, *params, 2)
+    with launches() as forward_train:
+        logits_t, saved = sim.lenet5_forward_train(x, *params, 2)
+    assert forward_train.count <= 2, f"the training forward took {forward_train.count} launches"
     assert torch.equal(logits_t, logits)
     g = torch.autograd.grad(F.cross_entropy(logits_t.requires_grad_(), labels), logits_t)[0]
     got = sim.lenet5_backward(g, x, *params[0::2], saved, 2, [True] * 11)
@@ -206,10 +210,87 @@ def test_whole_network(sim, order, n):
     for i, name in enumerate(names):
         assert_matches_reference(got[i], grads[0][i], grads[1][i], name=f"lenet5_backward {name}")
     # the usual training call: no input gradient, conv1's through the fused weight-gradient op
-    usual = sim.lenet5_backward(g, x, *params[0::2], saved, 2, [False] + [True] * 10)
+    with launches() as backward:
+        usual = sim.lenet5_backward(g, x, *params[0::2], saved, 2, [False] + [True] * 10)
+    assert backward.count <= 8, f"the training backward took {backward.count} launches"
     assert usual[0].numel() == 0
     for i in range(1, 11):
-        close(usual[i], got[i], f"lenet5_backward {names[i]}, fused conv1 path")
+        assert_matches_reference(usual[i], grads[0][i], grads[1][i], name=f"lenet5_backward {names[i]}, fused")
+        close(usual[i], got[i], f"lenet5_backward {names[i]}, fused vs per-layer kernels")
+
+
+class launches:
+    """Counts the simulated kernel launches inside a with block."""
+
+    def __enter__(self):
+        self.before = cudasim.stats()["launches"]
+        return self
+
+    def __exit__(self, *exc):
+        self.count = cudasim.stats()["launches"] - self.before
+
+
+def _u8(n, size):
+    return torch.randint(0, 256, (n, 1, size, size), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("input_size", [28, 32])
+def test_whole_network_uint8(sim, order, input_size):
+    """uint8 images normalised inside the one forward kernel: the same logits as the float32 images
+    normalised by gather_normalize, and as the CPU op; both LeNet geometries (28 padded, 32)."""
+    torch.manual_seed(1)
+    fast = LeNet5(input_size=input_size)
+    params = [p.detach() for p in fast.parameters()]
+    pad = fast.conv1.padding[0]
+    images = _u8(7, input_size)
+    xf = O.gather_normalize(images, torch.arange(7), 0.5, 0.5)
+    with launches() as counted:
+        got = sim.lenet5_forward(images, *params, pad, 0.5, 0.5)
+    assert counted.count == 1
+    assert torch.equal(got, sim.lenet5_forward(xf, *params, pad))
+    close(got, O.lenet5_forward(images, *params, pad, 0.5, 0.5), "uint8 forward vs CPU")
+    assert_matches_reference(got, _stock_logits(fast, xf), _stock_logits(fast, xf, torch.float64), name="uint8 forward")
+
+
+def _stock_logits(fast, x, dtype=torch.float32):
+    """The stock layers' logits with fast's parameters (any input size or class count)."""
+    p = [t.detach().to(dtype) for t in fast.parameters()]
+    y = F.avg_pool2d(torch.tanh(F.conv2d(x.to(dtype), p[0], p[1], padding=fast.conv1.padding[0])), 2)
+    y = F.avg_pool2d(torch.tanh(F.conv2d(y, p[2], p[3])), 2).flatten(1)
+    y = torch.tanh(F.linear(torch.tanh(F.linear(y, p[4], p[5])), p[6], p[7]))
+    return F.linear(y, p[8], p[9])
+
+
+def test_whole_network_large_tile(sim):
+    """From 4096 images a forward block takes 8 images (and the last block here only 3)."""
+    torch.manual_seed(2)
+    fast = LeNet5()
+    params = [p.detach() for p in fast.parameters()]
+    x = torch.randn(4099, 1, 28, 28)
+    with launches() as counted:
+        got = sim.lenet5_forward(x, *params, 2)
+    assert counted.count == 1
+    close(got, O.lenet5_forward(x, *params, 2), "forward, tiles of 8")
+    logits, saved = sim.lenet5_forward_train(x, *params, 2)
+    assert torch.equal(logits, got)
+    for a, b in zip(saved, O.lenet5_forward_train(x, *params, 2)[1]):
+        close(a, b, "saved activations, tiles of 8")
+
+
+def test_whole_network_other_shapes_take_the_layer_kernels(sim):
+    """Shapes the fused kernels do not serve (here 130 classes) run the per-layer kernels: same
+    answers, more launches."""
+    torch.manual_seed(3)
+    fast = LeNet5(num_classes=130)
+    params = [p.detach() for p in fast.parameters()]
+    x = torch.randn(3, 1, 28, 28)
+    with launches() as counted:
+        got = sim.lenet5_forward(x, *params, 2)
+    assert counted.count > 1
+    assert_matches_reference(got, _stock_logits(fast, x), _stock_logits(fast, x, torch.float64), name="130 classes")
+    images = _u8(3, 28)
+    close(sim.lenet5_forward(images, *params, 2, 0.5, 0.5), O.lenet5_forward(images, *params, 2, 0.5, 0.5),
+          "uint8, per-layer kernels")
 
 
 def test_degenerate_input_like_the_cpu(sim):

@@ -3,6 +3,7 @@
 // and a batch of one costs one dispatch instead of five.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <vector>
@@ -19,10 +20,19 @@ constexpr int64_t kBlock = 16;  // images per pass through the layers
 at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
                               const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& f1w,
                               const at::Tensor& f1b, const at::Tensor& f2w, const at::Tensor& f2b,
-                              const at::Tensor& f3w, const at::Tensor& f3b, int64_t padding) {
+                              const at::Tensor& f3w, const at::Tensor& f3b, int64_t padding,
+                              double mean, double std) {
   const char* op = "lenet5_forward";
   const Lenet5Shape s = check_lenet5(op, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding,
-                                     at::kCPU);
+                                     at::kCPU, /*x_may_be_uint8=*/true);
+  check_lenet5_normalize(op, x, mean, std);
+  if (x.scalar_type() == at::kByte) {  // normalised by gather_normalize's kernel, bit for bit
+    static const auto normalize =
+        c10::Dispatcher::singleton().findSchemaOrThrow("lenet_fast::gather_normalize", "")
+            .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, double)>();
+    const at::Tensor xf = normalize.call(x, at::arange(x.size(0), x.options().dtype(at::kLong)), mean, std);
+    return lenet5_forward_cpu(xf, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, 0.0, 1.0);
+  }
   const int64_t N = s.c1.N;
   at::Tensor y = at::empty({N, s.J3}, x.options());
   if (N == 0) return y;

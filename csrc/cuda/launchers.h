@@ -99,5 +99,102 @@ cudaError_t launch_gemm(const float* A, int64_t sam, int64_t sak, const float* B
 cudaError_t launch_gather_normalize(const uint8_t* images, const int64_t* index, float* out, int64_t n,
                                     int64_t B, int64_t row, float mean, float std, cudaStream_t stream);
 
+
+// ---- The whole network (lenet5.cu) -------------------------------------------------------------
+// The fused kernels are written for LeNet-5's own geometry; net_geometry_fits says whether a call
+// has it (the tutorial's 28x28 input with conv1 padding 2, or the classic 32x32 unpadded, and
+// 1..kMaxClasses classes). Other shapes take the per-layer kernels.
+struct NetGeometry {
+  static constexpr int kPadded = 32;             // the input once zero-padded
+  static constexpr int kC1 = 6, kO1 = 28, kQ1 = 14;   // conv1 channels, output, pooled extents
+  static constexpr int kC2 = 16, kO2 = 10, kQ2 = 5;   // conv2's
+  static constexpr int kF = kC2 * kQ2 * kQ2;     // 400 features into fc1
+  static constexpr int kJ1 = 120, kJ2 = 84;
+  static constexpr int kMaxClasses = 128;
+};
+
+inline bool net_geometry_fits(int64_t IC, int64_t H, int64_t W, int64_t pad, int64_t C1, int64_t C2, int64_t J1,
+                              int64_t J2, int64_t J3) {
+  using G = NetGeometry;
+  return IC == 1 && H + 2 * pad == G::kPadded && W + 2 * pad == G::kPadded && C1 == G::kC1 && C2 == G::kC2 &&
+         J1 == G::kJ1 && J2 == G::kJ2 && J3 >= 1 && J3 <= G::kMaxClasses;
+}
+
+struct NetParams {  // contiguous, in the stock model's shapes
+  const float *w1, *b1, *w2, *b2, *f1w, *f1b, *f2w, *f2b, *f3w, *f3b;
+};
+struct NetSaved {  // what lenet5_forward_train saves: act1, p1, act2, p2 (flattened), h1, h2
+  float *act1, *p1, *act2, *p2, *h1, *h2;
+};
+struct NetGrads {  // the backward's per-image gradients: (N, 84), (N, 120), (N, 16, 10, 10), (N, 6, 14, 14)
+  float *g2, *g1, *dpre2, *dp1;
+};
+struct NetJobArgs {  // what the weight-gradient jobs read
+  const float *x, *act1, *p1, *p2, *h1, *h2, *dp1, *dpre2, *g1, *g2, *g3;
+  int H, W, pad, J3;
+};
+
+// Offsets of each parameter's gradient in the flat gradient buffer (the model's parameter order).
+struct NetLayout {
+  int64_t w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, total;
+};
+inline NetLayout net_layout(int64_t J3) {
+  using G = NetGeometry;
+  NetLayout L{};
+  L.w1 = 0;
+  L.b1 = L.w1 + G::kC1 * kTaps;
+  L.w2 = L.b1 + G::kC1;
+  L.b2 = L.w2 + G::kC2 * G::kC1 * kTaps;
+  L.f1w = L.b2 + G::kC2;
+  L.f1b = L.f1w + G::kJ1 * G::kF;
+  L.f2w = L.f1b + G::kJ1;
+  L.f2b = L.f2w + G::kJ2 * G::kJ1;
+  L.f3w = L.f2b + G::kJ2;
+  L.f3b = L.f3w + J3 * G::kJ2;
+  L.total = L.f3b + J3;
+  return L;
+}
+
+// Images per block of the forward kernel: 1 while that leaves the GPU's SMs short of work, 8 for
+// large batches (a function of N alone).
+inline int net_forward_tile(int64_t N) { return N < 4096 ? 1 : 8; }
+
+// The weight gradients' split: images per partial sum (a function of N alone, so the summation
+// order never depends on the hardware: at most 256 partials, at least 8 images each); rows of a
+// fully connected layer per job; jobs per chunk.
+constexpr int kNetFcRows = 8;
+inline int64_t net_grad_chunk(int64_t N) {
+  const int64_t c = (N + 255) / 256;
+  return c > 8 ? c : 8;
+}
+inline int64_t net_grad_chunks(int64_t N) { return (N + net_grad_chunk(N) - 1) / net_grad_chunk(N); }
+inline int64_t net_jobs(int64_t J3) {
+  using G = NetGeometry;
+  const auto rows = [](int64_t j) { return (j + kNetFcRows - 1) / kNetFcRows; };
+  return G::kC1 + G::kC2 + rows(G::kJ1) + rows(G::kJ2) + rows(J3);
+}
+inline int64_t net_weight_grad_smem_floats() {
+  using G = NetGeometry;
+  const int64_t conv1 = G::kPadded * G::kPadded + G::kO1 * G::kO1 + 256;
+  const int64_t conv2 = G::kC1 * G::kQ1 * G::kQ1 + G::kO2 * G::kO2 + 256;
+  const int64_t fc = 8 * kNetFcRows + 8 * G::kF;
+  return conv1 > conv2 ? (conv1 > fc ? conv1 : fc) : (conv2 > fc ? conv2 : fc);
+}
+
+// The inference forward (saved null) or the training forward (saved: every buffer), one launch:
+// logits (N, J3) from x (N, 1, H, W), float32, or uint8 (x_u8; x null) normalised in the kernel
+// as normalize_u8(v, mean, std).
+cudaError_t launch_net_forward(const float* x, const uint8_t* x_u8, float mean, float std, const NetParams& p,
+                               float* logits, const NetSaved* saved, int64_t N, int64_t H, int64_t W, int64_t pad,
+                               int64_t J3, cudaStream_t stream);
+
+// The backward of the whole network from g3 = dL/dlogits, every parameter's gradient (not x's),
+// three launches: d's per-image gradients (workspace), the per-chunk partial sums of every weight
+// and bias gradient into partial (net_grad_chunks(N) * total floats), then their sum into grads
+// (net_layout(J3).total floats, the parameters in model order).
+cudaError_t launch_net_backward(const float* g3, const float* x, const NetParams& p, const NetSaved& s,
+                                const NetGrads& d, float* partial, float* grads, int64_t N, int64_t H, int64_t W,
+                                int64_t pad, int64_t J3, cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace lenet_fast

@@ -10,11 +10,13 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <limits>
 #include <vector>
 
 #include "../checks.h"
 #include "launchers.h"
+#include "net_ops.h"
 
 #if defined(LENET_FAST_CUDASIM)
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -278,34 +280,139 @@ at::Tensor gather_normalize_cuda(const at::Tensor& images, const at::Tensor& ind
   return out;
 }
 
-// The inference forward: the network's kernels back to back, intermediate activations in
-// temporary buffers (not yet a single fused kernel).
+// uint8 images (N, ...) as float32, normalised by gather_normalize's kernel (the per-layer path).
+at::Tensor normalized(const char* op, const at::Tensor& x, double mean, double std) {
+  const at::Tensor src = x.contiguous();
+  const int64_t n = src.size(0), row = n ? src.numel() / n : 0;
+  const at::Tensor idx = at::arange(n, src.options().dtype(at::kLong));
+  at::Tensor out = new_output(src.sizes(), src.options().dtype(at::kFloat));
+  check_launch(op, launch_gather_normalize(src.numel() ? src.data_ptr<uint8_t>() : nullptr,
+                                           n ? idx.data_ptr<int64_t>() : nullptr, mut(out), n, n, row,
+                                           static_cast<float>(mean), static_cast<float>(std), stream()));
+  return out;
+}
+
+bool fused_geometry(const Lenet5Shape& s, int64_t padding) {
+  return net_geometry_fits(s.c1.IC, s.c1.H, s.c1.W, padding, s.c1.OC, s.c2.OC, s.J1, s.J2, s.J3) &&
+         s.c1.N <= int64_t{2147483647} * 8;
+}
+
+NetParams net_params(const std::vector<at::Tensor>& c) {  // contiguous, in model order
+  return {ptr(c[0]), ptr(c[1]), ptr(c[2]), ptr(c[3]), ptr(c[4]), ptr(c[5]), ptr(c[6]), ptr(c[7]), ptr(c[8]), ptr(c[9])};
+}
+
+// The inference forward: one kernel (lenet5.cu) for LeNet-5's geometry; other shapes run the
+// per-layer kernels back to back, intermediate activations in temporary buffers.
 at::Tensor lenet5_forward_cuda(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                                const at::Tensor& b2, const at::Tensor& f1w, const at::Tensor& f1b,
                                const at::Tensor& f2w, const at::Tensor& f2b, const at::Tensor& f3w,
-                               const at::Tensor& f3b, int64_t padding) {
+                               const at::Tensor& f3b, int64_t padding, double mean, double std) {
   const char* op = "lenet5_forward";
-  const Lenet5Shape s = check_lenet5(op, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, kDevice);
+  const Lenet5Shape s = check_lenet5(op, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, kDevice,
+                                     /*x_may_be_uint8=*/true);
+  check_lenet5_normalize(op, x, mean, std);
   const Guard guard(x);
   const int64_t N = s.c1.N;
-  at::Tensor y = new_output({N, s.J3}, x.options());
+  const bool u8 = x.scalar_type() == at::kByte;
+  at::Tensor y = new_output({N, s.J3}, x.options().dtype(at::kFloat));
   if (N == 0) return y;
-  auto c = [](const at::Tensor& t) { return t.contiguous(); };
-  const at::Tensor xc = c(x), w1c = c(w1), b1c = c(b1), w2c = c(w2), b2c = c(b2), f1wc = c(f1w), f1bc = c(f1b),
-                   f2wc = c(f2w), f2bc = c(f2b), f3wc = c(f3w), f3bc = c(f3b);
-  at::Tensor a1 = new_output({N, s.c1.OC, s.c1.Ho / 2, s.c1.Wo / 2}, x.options());
-  at::Tensor a2 = new_output({N, s.F}, x.options());
-  at::Tensor h1 = new_output({N, s.J1}, x.options());
-  at::Tensor h2 = new_output({N, s.J2}, x.options());
-  conv_forward(op, ptr(xc), ptr(w1c), ptr(b1c), mut(a1), nullptr, N, s.c1.IC, s.c1.H, s.c1.W, s.c1.OC, padding, true);
-  conv_forward(op, ptr(a1), ptr(w2c), ptr(b2c), mut(a2), nullptr, N, s.c2.IC, s.c2.H, s.c2.W, s.c2.OC, 0, true);
-  check_launch(op, launch_gemm(ptr(a2), s.F, 1, ptr(f1wc), 1, s.F, mut(h1), N, s.J1, s.F, ptr(f1bc), true, stream()));
-  check_launch(op, launch_gemm(ptr(h1), s.J1, 1, ptr(f2wc), 1, s.J1, mut(h2), N, s.J2, s.J1, ptr(f2bc), true, stream()));
-  check_launch(op, launch_gemm(ptr(h2), s.J2, 1, ptr(f3wc), 1, s.J2, mut(y), N, s.J3, s.J2, ptr(f3bc), false, stream()));
+  std::vector<at::Tensor> c;
+  for (const at::Tensor* t : {&w1, &b1, &w2, &b2, &f1w, &f1b, &f2w, &f2b, &f3w, &f3b}) c.push_back(t->contiguous());
+  if (fused_geometry(s, padding)) {
+    const at::Tensor xc = x.contiguous();
+    check_launch(op, launch_net_forward(u8 ? nullptr : ptr(xc), u8 ? xc.data_ptr<uint8_t>() : nullptr,
+                                        static_cast<float>(mean), static_cast<float>(std), net_params(c), mut(y),
+                                        nullptr, N, s.c1.H, s.c1.W, padding, s.J3, stream()));
+    return y;
+  }
+  const at::Tensor xc = u8 ? normalized(op, x, mean, std) : x.contiguous();
+  at::Tensor a1 = new_output({N, s.c1.OC, s.c1.Ho / 2, s.c1.Wo / 2}, y.options());
+  at::Tensor a2 = new_output({N, s.F}, y.options());
+  at::Tensor h1 = new_output({N, s.J1}, y.options());
+  at::Tensor h2 = new_output({N, s.J2}, y.options());
+  conv_forward(op, ptr(xc), ptr(c[0]), ptr(c[1]), mut(a1), nullptr, N, s.c1.IC, s.c1.H, s.c1.W, s.c1.OC, padding, true);
+  conv_forward(op, ptr(a1), ptr(c[2]), ptr(c[3]), mut(a2), nullptr, N, s.c2.IC, s.c2.H, s.c2.W, s.c2.OC, 0, true);
+  check_launch(op, launch_gemm(ptr(a2), s.F, 1, ptr(c[4]), 1, s.F, mut(h1), N, s.J1, s.F, ptr(c[5]), true, stream()));
+  check_launch(op, launch_gemm(ptr(h1), s.J1, 1, ptr(c[6]), 1, s.J1, mut(h2), N, s.J2, s.J1, ptr(c[7]), true, stream()));
+  check_launch(op, launch_gemm(ptr(h2), s.J2, 1, ptr(c[8]), 1, s.J2, mut(y), N, s.J3, s.J2, ptr(c[9]), false, stream()));
   return y;
 }
 
 }  // namespace
+
+std::optional<std::tuple<at::Tensor, std::vector<at::Tensor>>> lenet5_forward_train_fused(
+    const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
+    const at::Tensor& f1w, const at::Tensor& f1b, const at::Tensor& f2w, const at::Tensor& f2b,
+    const at::Tensor& f3w, const at::Tensor& f3b, int64_t padding) {
+  const char* op = "lenet5_forward_train";
+  const Lenet5Shape s = check_lenet5(op, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, kDevice);
+  if (s.c1.N == 0 || !fused_geometry(s, padding)) return std::nullopt;
+  using G = NetGeometry;
+  const Guard guard(x);
+  const int64_t N = s.c1.N;
+  std::vector<at::Tensor> c;
+  for (const at::Tensor* t : {&w1, &b1, &w2, &b2, &f1w, &f1b, &f2w, &f2b, &f3w, &f3b}) c.push_back(t->contiguous());
+  const at::Tensor xc = x.contiguous();
+  const auto o = x.options();
+  at::Tensor logits = new_output({N, s.J3}, o);
+  std::vector<at::Tensor> saved = {new_output({N, G::kC1, G::kO1, G::kO1}, o), new_output({N, G::kC1, G::kQ1, G::kQ1}, o),
+                                   new_output({N, G::kC2, G::kO2, G::kO2}, o), new_output({N, G::kF}, o),
+                                   new_output({N, G::kJ1}, o),                 new_output({N, G::kJ2}, o)};
+  const NetSaved ns{mut(saved[0]), mut(saved[1]), mut(saved[2]), mut(saved[3]), mut(saved[4]), mut(saved[5])};
+  check_launch(op, launch_net_forward(ptr(xc), nullptr, 0.0f, 1.0f, net_params(c), mut(logits), &ns, N, s.c1.H,
+                                      s.c1.W, padding, s.J3, stream()));
+  return std::make_tuple(logits, saved);
+}
+
+std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& grad, const at::Tensor& x,
+                                                             const at::Tensor& w1, const at::Tensor& w2,
+                                                             const at::Tensor& f1w, const at::Tensor& f2w,
+                                                             const at::Tensor& f3w, at::TensorList saved,
+                                                             int64_t padding, std::array<bool, 11> need) {
+  using G = NetGeometry;
+  const char* op = "lenet5_backward";
+  // The fused kernels compute every parameter's gradient and not x's: the mask of a training step.
+  if (need[0] || !std::all_of(need.begin() + 1, need.end(), [](bool b) { return b; })) return std::nullopt;
+  const int64_t N = x.size(0), J3 = f3w.size(0);
+  if (N == 0 || x.dim() != 4 || !net_geometry_fits(x.size(1), x.size(2), x.size(3), padding, w1.size(0), w2.size(0),
+                                                   f1w.size(0), f2w.size(0), J3))
+    return std::nullopt;
+  // The saved tensors must be the fused forward's: same shapes as the per-layer composition's.
+  const std::vector<std::vector<int64_t>> shapes = {{N, G::kC1, G::kO1, G::kO1}, {N, G::kC1, G::kQ1, G::kQ1},
+                                                    {N, G::kC2, G::kO2, G::kO2}, {N, G::kF}, {N, G::kJ1}, {N, G::kJ2}};
+  for (size_t i = 0; i < shapes.size(); ++i)
+    LF_CHECK(saved[i].sizes() == at::IntArrayRef(shapes[i]), op, "expected saved[", i, "] of shape ",
+             at::IntArrayRef(shapes[i]), ", got ", saved[i].sizes());
+  LF_CHECK(grad.dim() == 2 && grad.size(0) == N && grad.size(1) == J3, op, "expected grad of shape (", N, ", ", J3,
+           "), got ", grad.sizes());
+  for (const at::Tensor* t : {&grad, &x, &w1, &w2, &f1w, &f2w, &f3w}) check_float32(op, "every tensor", *t);
+  const Guard guard(x);
+  auto c = [](const at::Tensor& t) { return t.contiguous(); };
+  const at::Tensor gc = c(grad), xc = c(x), w2c = c(w2), f1wc = c(f1w), f2wc = c(f2w), f3wc = c(f3w);
+  std::vector<at::Tensor> sv;
+  for (const at::Tensor& t : saved) sv.push_back(c(t));
+  const auto o = x.options();
+  at::Tensor g2 = at::empty({N, G::kJ2}, o), g1 = at::empty({N, G::kJ1}, o);
+  at::Tensor dpre2 = at::empty({N, G::kC2, G::kO2, G::kO2}, o), dp1 = at::empty({N, G::kC1, G::kQ1, G::kQ1}, o);
+  const NetLayout L = net_layout(J3);
+  at::Tensor partial = at::empty({net_grad_chunks(N) * L.total}, o);
+  at::Tensor flat = new_output({L.total}, o);
+  const NetParams p{nullptr, nullptr, ptr(w2c), nullptr, ptr(f1wc), nullptr, ptr(f2wc), nullptr, ptr(f3wc), nullptr};
+  const NetSaved ns{const_cast<float*>(ptr(sv[0])), const_cast<float*>(ptr(sv[1])), const_cast<float*>(ptr(sv[2])),
+                    const_cast<float*>(ptr(sv[3])), const_cast<float*>(ptr(sv[4])), const_cast<float*>(ptr(sv[5]))};
+  const NetGrads d{mut(g2), mut(g1), mut(dpre2), mut(dp1)};
+  check_launch(op, launch_net_backward(ptr(gc), ptr(xc), p, ns, d, mut(partial), mut(flat), N, x.size(2), x.size(3),
+                                       padding, J3, stream()));
+  // Every gradient is a view of the one buffer the reduction wrote.
+  const auto part = [&](int64_t at, at::IntArrayRef shape) { return flat.narrow(0, at, c10::multiply_integers(shape)).view(shape); };
+  return std::vector<at::Tensor>{at::empty({0}, o),
+                                 part(L.w1, w1.sizes()), part(L.b1, {w1.size(0)}),
+                                 part(L.w2, w2.sizes()), part(L.b2, {w2.size(0)}),
+                                 part(L.f1w, f1w.sizes()), part(L.f1b, {f1w.size(0)}),
+                                 part(L.f2w, f2w.sizes()), part(L.f2b, {f2w.size(0)}),
+                                 part(L.f3w, f3w.sizes()), part(L.f3b, {J3})};
+}
+
 }  // namespace cuda
 }  // namespace lenet_fast
 

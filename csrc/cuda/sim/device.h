@@ -25,6 +25,7 @@
 // overlap here), and the GPU compiler's floating-point choices (fused multiply-adds, fast math).
 #pragma once
 
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <algorithm>
@@ -81,7 +82,9 @@ struct Thread {
   const char* site_file = nullptr;  // the barrier it waits at
   int site_line = 0;
   WarpOp op{};
-  ucontext_t context{};
+  ucontext_t context{};  // its first entry
+  jmp_buf jump{};         // where it resumes after that
+  bool started = false;
   Block* block = nullptr;
 };
 
@@ -89,6 +92,7 @@ struct Block {
   uint3 idx;
   dim3 dim, grid;
   unsigned count;             // threads
+  unsigned ready = 0;         // threads in State::Ready (running or about to)
   std::vector<Thread> threads;
   std::vector<unsigned> order;  // the order threads are started and resumed in
   void* dynamic_shared = nullptr;
@@ -97,6 +101,7 @@ struct Block {
   cudaError_t code = cudaSuccess;
   // fibers
   ucontext_t scheduler{};
+  jmp_buf scheduler_jump{};  // fibers yield here: _longjmp, no signal-mask system call as in swapcontext
   // threads
   std::mutex mu;
   std::condition_variable cv;
@@ -126,6 +131,9 @@ inline void fail(Block& b, cudaError_t code, const std::string& why) {
 // Releases the barrier and the warp groups that can go on, or records why nothing can. Called with
 // the block's state consistent (fibers: always; threads: under b.mu) after any thread changes state.
 inline void progress(Block& b) {
+  // While a thread still runs, nothing can complete or be known stuck: it will call here again when
+  // it waits or exits. (So the scan below runs once per barrier, not once per arriving thread.)
+  if (b.ready > 0) return;
   // __syncthreads: every thread that has not exited must wait at the same barrier.
   const Thread* at_bar = nullptr;
   const Thread* done = nullptr;
@@ -148,6 +156,7 @@ inline void progress(Block& b) {
                 where(at_bar->site_file, at_bar->site_line) + " (every thread of a block must reach it)");
   if (at_bar && all_at_bar) {
     for (Thread& t : b.threads) t.state = State::Ready;
+    b.ready = b.count;
     return;
   }
   // Warp operations: a group completes when every lane of its mask is at the same operation.
@@ -210,7 +219,10 @@ inline void progress(Block& b) {
         }
       }
       for (unsigned l = 0; l < 32; ++l)
-        if (op.mask >> l & 1u) b.threads[w * 32 + l].state = State::Ready;
+        if (op.mask >> l & 1u) {
+          b.threads[w * 32 + l].state = State::Ready;
+          ++b.ready;
+        }
       released = true;
     }
   }
@@ -236,7 +248,7 @@ inline void wait(Thread& t) {
   Block& b = *t.block;
   if (settings().mode == Mode::Fibers) {
     progress(b);
-    if (t.state != State::Ready || !b.error.empty()) swapcontext(&t.context, &b.scheduler);
+    if ((t.state != State::Ready || !b.error.empty()) && !_setjmp(t.jump)) _longjmp(b.scheduler_jump, 1);
     return;
   }
   std::unique_lock<std::mutex> lock(b.mu, std::adopt_lock);
@@ -263,12 +275,13 @@ inline void unlock_block(Block& b) {
   Block& b = *t.block;
   lock_block(b);
   fail(b, code, why);
+  --b.ready;
   if (settings().mode == Mode::Threads) {
     std::fprintf(stderr, "cudasim: %s\n", b.error.c_str());
     std::abort();
   }
   t.state = State::Done;
-  setcontext(&b.scheduler);  // never resumed
+  _longjmp(b.scheduler_jump, 1);  // never resumed
   std::abort();
 }
 
@@ -276,6 +289,7 @@ inline void syncthreads(const char* file, int line) {
   Thread& t = *current.thread;
   lock_block(*t.block);
   t.state = State::AtBarrier;
+  --t.block->ready;
   t.site_file = file;
   t.site_line = line;
   wait(t);
@@ -298,6 +312,7 @@ T warp_op(WarpKind kind, unsigned mask, T value, int arg, int width, const char*
   t.op = WarpOp{kind, mask, width, arg, 0, 0, file, line};
   std::memcpy(&t.op.value, &value, sizeof(T));
   t.state = State::AtWarp;
+  --b.ready;
   wait(t);
   T out{};
   std::memcpy(&out, &t.op.result, sizeof(T));
@@ -311,6 +326,7 @@ inline void run_thread(Thread& t) {
   (*t.block->body)();
   lock_block(*t.block);
   t.state = State::Done;
+  --t.block->ready;
   progress(*t.block);
   if (settings().mode == Mode::Threads) t.block->cv.notify_all();
   unlock_block(*t.block);
@@ -319,7 +335,7 @@ inline void run_thread(Thread& t) {
 inline void fiber_entry(unsigned hi, unsigned lo) {
   Thread& t = *reinterpret_cast<Thread*>((static_cast<uintptr_t>(hi) << 32) | lo);
   run_thread(t);
-  setcontext(&t.block->scheduler);
+  _longjmp(t.block->scheduler_jump, 1);
 }
 
 constexpr size_t kStackBytes = 256 * 1024;
@@ -330,6 +346,7 @@ inline void run_block(Block& b, std::vector<std::unique_ptr<char[]>>& stacks) {
     Thread& t = b.threads[i];
     t.state = State::Ready;
   }
+  b.ready = b.count;
   if (settings().mode == Mode::Threads) {
     std::vector<std::thread> os;
     os.reserve(b.count);
@@ -337,9 +354,12 @@ inline void run_block(Block& b, std::vector<std::unique_ptr<char[]>>& stacks) {
     for (auto& th : os) th.join();
     return;
   }
+  ucontext_t base;
+  getcontext(&base);  // once: each fiber's context is a copy with its own stack
   for (unsigned i : b.order) {
     Thread& t = b.threads[i];
-    getcontext(&t.context);
+    t.context = base;
+    t.started = false;
     t.context.uc_stack.ss_sp = stacks[i].get();
     t.context.uc_stack.ss_size = kStackBytes;
     t.context.uc_link = nullptr;
@@ -355,6 +375,9 @@ inline void run_block(Block& b, std::vector<std::unique_ptr<char[]>>& stacks) {
       current.thread = &t;
       current.block = &b;
       ran = true;
+      if (_setjmp(b.scheduler_jump)) continue;  // the fiber yielded or finished
+      if (t.started) _longjmp(t.jump, 1);
+      t.started = true;
       swapcontext(&b.scheduler, &t.context);
     }
   }
