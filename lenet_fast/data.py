@@ -204,9 +204,13 @@ class DeviceLoader:
         torch.randperm(n, generator=g)
         return order
 
+    def epoch_order(self) -> Tensor:
+        """The sample order of the next epoch (drawing it advances the generator, as iterating does)."""
+        return self._permutation(len(self.labels)) if self.shuffle else self._order
+
     def __iter__(self):
         n = len(self.labels)
-        order = self._permutation(n) if self.shuffle else self._order
+        order = self.epoch_order()
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             yield ops.gather_normalize(self.images, idx, self.mean, self.std), self.labels.index_select(0, idx)

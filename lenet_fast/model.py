@@ -84,6 +84,22 @@ class LeNet5(nn.Module):
             return self._forward_triton_fc(x, params, m["conv1"].padding[0])
         return ops.lenet5_forward(x, params, m["conv1"].padding[0])
 
+    def forward_uint8(self, images: torch.Tensor, mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
+        """Logits of raw uint8 images (N, 1, S, S), normalised as ToTensor() + Normalize(mean, std)
+        would, for inference: on CUDA the whole network, normalisation included, is one kernel.
+        Same logits as forward() on the normalised images."""
+        if images.dtype != torch.uint8:
+            raise TypeError(f"LeNet5.forward_uint8: expected uint8 images, got {images.dtype}")
+        s = self.input_size
+        if images.shape[1:] != (1, s, s) or images.dim() != 4:
+            raise ValueError(f"LeNet5(input_size={s}).forward_uint8 expects images of shape (N, 1, {s}, {s}), "
+                             f"got {tuple(images.shape)}")
+        if self.fc_backend == "triton" or torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            index = torch.arange(images.shape[0], device=images.device)
+            return self(ops.gather_normalize(images, index, mean, std))
+        params = [p for p in self.parameters()]
+        return ops.lenet5_forward(images, params, self.conv1.padding[0], mean, std)
+
     @staticmethod
     def _forward_triton_fc(x, params, padding):
         from .triton_linear import triton_linear

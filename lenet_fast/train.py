@@ -58,13 +58,16 @@ def build_model(impl: str, device: torch.device, seed: int) -> torch.nn.Module:
     return model.to(device)
 
 
-def build_optimizer(args, params) -> torch.optim.Optimizer:
+def build_optimizer(args, params, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """torch's fused implementation where it has one; on CUDA also capturable (its step counter on
+    the device), so that a CUDA graph can hold it -- eager and graphed runs use the same optimizer."""
     params = list(params)
+    capturable = {"capturable": True} if device is not None and device.type == "cuda" and args.optimizer != "sgd" else {}
     if args.optimizer == "adam":
-        make = lambda **kw: torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay or 0.0, **kw)
+        make = lambda **kw: torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay or 0.0, **capturable, **kw)
     elif args.optimizer == "adamw":
         wd = 0.01 if args.weight_decay is None else args.weight_decay  # AdamW's own default
-        make = lambda **kw: torch.optim.AdamW(params, lr=args.lr, weight_decay=wd, **kw)
+        make = lambda **kw: torch.optim.AdamW(params, lr=args.lr, weight_decay=wd, **capturable, **kw)
     else:
         make = lambda **kw: torch.optim.SGD(params, lr=args.lr, momentum=args.momentum,
                                             weight_decay=args.weight_decay or 0.0, **kw)
@@ -169,14 +172,24 @@ def evaluate(model, loader, num_classes=10) -> dict:
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), device=device)
     n = 0
-    for x, y in loader:
-        logits = model(x)
+    for x, y in _eval_batches(model, loader):
+        logits = model.forward_uint8(x, loader.mean, loader.std) if x.dtype == torch.uint8 else model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
         n += len(y)
     confusion = confusion.view(num_classes, num_classes).cpu()
     return {"test_accuracy": confusion.diag().sum().item() / max(n, 1), "test_loss": loss_sum.item() / max(n, 1),
             "test_images": n, "confusion": confusion.tolist()}
+
+
+def _eval_batches(model, loader):
+    """The device-resident test set for lenet_fast's model: uint8 slices that its forward_uint8
+    normalises inside (one kernel a batch on CUDA); otherwise the loader's normalised batches."""
+    if isinstance(model, LeNet5) and isinstance(loader, data.DeviceLoader) and not loader.shuffle:
+        for start in range(0, len(loader.labels), loader.batch_size):
+            yield loader.images[start:start + loader.batch_size], loader.labels[start:start + loader.batch_size]
+    else:
+        yield from loader
 
 
 def save_checkpoint(path, model, optimizer, loader, epoch, args, history):
@@ -297,6 +310,9 @@ def parse_args(argv=None):
     p.add_argument("--evaluate", metavar="CHECKPOINT", help="only score this checkpoint on the test set")
     p.add_argument("--confusion", metavar="PNG", help="write the test confusion matrix as a PNG")
     p.add_argument("--metrics-json", metavar="PATH", help="write the run's metrics here")
+    p.add_argument("--no-cuda-graph", action="store_true",
+                   help="on CUDA with --loader fast, run each training step eagerly instead of replaying a "
+                        "captured CUDA graph of it")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars (they are shown only on a terminal anyway)")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -330,7 +346,7 @@ def main(argv=None) -> dict:
     print(f"lenet_fast.train: {args.dataset}, impl {args.impl}, loader {args.loader}, device {device}, "
           f"{args.optimizer} lr {args.lr}, batch {args.batch_size}, seed {args.seed}", flush=True)
     model = build_model(args.impl, device, args.seed)
-    optimizer = build_optimizer(args, model.parameters())
+    optimizer = build_optimizer(args, model.parameters(), device)
     loader = make_loader(args, "train", args.batch_size, True, device)
     start_epoch, history = 0, []
     if args.resume:
@@ -351,9 +367,22 @@ def main(argv=None) -> dict:
         start_epoch, history = state["epoch"], list(state.get("history", []))
         print(f"resumed from {args.resume} after epoch {start_epoch}")
 
+    graphed = None
+    if device.type == "cuda" and isinstance(loader, data.DeviceLoader) and not args.no_cuda_graph \
+            and start_epoch < args.epochs:
+        from .graphs import GraphedSteps
+
+        graphed = GraphedSteps(model, optimizer, loader)  # captured once, replayed every step
     train_seconds = 0.0
     for epoch in range(start_epoch, args.epochs):
-        stats = train_epoch(model, loader, optimizer, device, f"epoch {epoch + 1}/{args.epochs}", progress)
+        desc = f"epoch {epoch + 1}/{args.epochs}"
+        if graphed is not None:
+            bar = _progress(len(loader), desc, progress)
+            stats = graphed.epoch(bar)
+            if bar is not None:
+                bar.close()
+        else:
+            stats = train_epoch(model, loader, optimizer, device, desc, progress)
         stats["epoch"] = epoch + 1
         history.append(stats)
         train_seconds += stats["seconds"]
