@@ -44,7 +44,11 @@ def _time(s: float) -> str:
 def _table(rows: list[dict], model: bool) -> list[str]:
     contenders = list(dict.fromkeys(r["contender"] for r in rows))
     ours = [c for c in contenders if c.startswith("lenet_fast")]
+    peak = model and any(r.get("peak_share") == r.get("peak_share") and r.get("peak_share") is not None for r in rows)
+    counted = model and any(r.get("launches") is not None for r in rows)
     head = ["case", "batch"] + contenders + [f"{c} vs {ref}" for c in ours for ref in ("eager", "compile")]
+    head += ["lenet_fast: share of fp32 peak"] if peak else []
+    head += ["launches / kernels per call (" + ", ".join(contenders) + ")"] if counted else []
     out = ["| " + " | ".join(head) + " |", "| --- | ---: |" + " ---: |" * (len(head) - 2)]
     keys = list(dict.fromkeys((r["case"], r["batch"]) for r in rows))
     for case, batch in keys:
@@ -56,6 +60,12 @@ def _table(rows: list[dict], model: bool) -> list[str]:
         for c in ours:
             r = by.get(c)
             cells += ["", ""] if r is None else [f"**{r['vs_eager']:.2f}×**", f"{r['vs_compile']:.2f}×"]
+        if peak:
+            r = by.get("lenet_fast")
+            cells.append("" if r is None or r.get("peak_share") is None else f"{100 * r['peak_share']:.1f}%")
+        if counted:
+            cells.append(" · ".join("-" if by.get(c, {}).get("launches") is None else
+                                    f"{by[c]['launches']}/{by[c]['kernels']}" for c in contenders))
         out.append("| " + " | ".join(cells) + " |")
     return out
 

@@ -21,7 +21,12 @@ alternating rounds (A B C A B C ...), each round a block of iterations sized to 
 and reports the median of the per-round means. CUDA rounds are timed with CUDA events; CPU rounds
 with perf_counter. "vs eager" is stock eager's median over the contender's; "vs compile" is the
 best stock compile median over the contender's (both > 1 mean the contender is faster).
-GFLOP/s counts a multiply-add as 2 FLOPs and ignores bias, tanh and pooling.
+GFLOP/s counts a multiply-add as 2 FLOPs and ignores bias, tanh and pooling; "peak" is that as a
+share of the device's float32 FMA limit (peak_gflops: SMs x FP32 lanes x 2 x max SM clock on a GPU,
+threads x FLOPs per cycle x clock on the CPU; LENET_FAST_PEAK_GFLOPS overrides). On CUDA each
+whole-model case also counts, with the profiler, the kernels one call runs and the launches the
+host makes for it (a CUDA graph replay is one launch); "lenet_fast graph" is the training step
+captured as a CUDA graph, as python -m lenet_fast.train runs it.
 """
 from __future__ import annotations
 
@@ -54,6 +59,7 @@ TRAIN_FLOPS = 3 * FWD_FLOPS - 2 * MACS["conv1"]  # ~2.26 MFLOP per image
 EAGER = "stock eager"
 COMPILE = "stock compile"
 COMPILE_RO = "stock compile (reduce-overhead)"
+GRAPH = "lenet_fast graph"
 
 Fn = Callable[[], object]
 
@@ -80,6 +86,9 @@ class Result:
     vs_compile: float
     iters_per_round: int
     samples_s: list = field(default_factory=list)
+    peak_share: float = float("nan")  # gflops over the device's float32 FMA limit
+    launches: int | None = None       # host kernel launches per call (CUDA, whole-model cases)
+    kernels: int | None = None        # kernels run per call
 
 
 # ---------------------------------------------------------------------------- contenders
@@ -118,6 +127,8 @@ def contender_names(case: Case, device: torch.device, modes) -> list[str]:
     names = ["lenet_fast"]
     if _triton_ok(device) and (case.kind != "op" or "linear" in case.name):
         names.append("lenet_fast triton")
+    if case.kind == "train" and device.type == "cuda":
+        names.append(GRAPH)
     return names + [EAGER] + [name for name, _ in modes]
 
 
@@ -168,7 +179,38 @@ def training_case(batch, device, modes):
             opt.step()
         return f
 
-    return {name: run(name, m) for name, m in _models(device, modes).items()}
+    models = _models(device, modes)
+    fns = {}
+    for name, m in models.items():
+        fns[name] = run(name, m)
+        if name == "lenet_fast" and device.type == "cuda":
+            graph_model = LeNet5().to(device)
+            graph_model.load_state_dict(m.state_dict())
+            fns[GRAPH] = _graphed_training_step(graph_model, x, y)
+    return fns
+
+
+def _graphed_training_step(model, x, y):
+    """One training step (forward, cross-entropy, backward, fused capturable Adam) as a CUDA graph:
+    warmed up on a side stream, captured, and replayed per call."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True, fused=True)
+
+    def step():
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    opt.zero_grad(set_to_none=True)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def _conv_stock(padding):
@@ -312,6 +354,73 @@ def interleaved(contenders: dict, device, rounds=15, round_ms=30.0, warmup=3, ma
     return samples, iters
 
 
+def _cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _cpu_mhz() -> float | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = [float(line.split(":", 1)[1]) for line in f if line.startswith("cpu MHz")]
+        return max(mhz) if mhz else None
+    except (OSError, ValueError):
+        return None
+
+
+# FP32 FMA lanes per SM by compute capability (the CUDA programming guide's throughput table).
+_FP32_LANES = {(7, 0): 64, (7, 5): 64, (8, 0): 64, (8, 6): 128, (8, 7): 128, (8, 9): 128, (9, 0): 128}
+
+
+def peak_gflops(device: torch.device) -> tuple[float, str]:
+    """The device's float32 FMA limit in GFLOP/s and how it was worked out (nan if unknown)."""
+    if os.environ.get("LENET_FAST_PEAK_GFLOPS"):
+        return float(os.environ["LENET_FAST_PEAK_GFLOPS"]), "LENET_FAST_PEAK_GFLOPS"
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        lanes = _FP32_LANES.get((p.major, p.minor), 128)
+        mhz = _nvidia_query("clocks.max.sm")
+        if not mhz:
+            return float("nan"), "unknown (no SM clock from nvidia-smi)"
+        mhz = float(mhz)
+        return p.multi_processor_count * lanes * 2 * mhz / 1e3, \
+            f"{p.multi_processor_count} SMs x {lanes} FP32 lanes x 2 x {mhz:.0f} MHz"
+    flags = _cpu_flags()
+    per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8
+    mhz = _cpu_mhz()
+    if not mhz:
+        return float("nan"), "unknown (no clock in /proc/cpuinfo)"
+    threads = torch.get_num_threads()
+    return threads * per_cycle * mhz / 1e3, f"{threads} threads x {per_cycle} FLOP/cycle x {mhz:.0f} MHz"
+
+
+_LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx",
+                 "cudaGraphLaunch", "cuGraphLaunch", "cudaLaunchCooperativeKernel")
+
+
+def count_launches(fn: Fn) -> tuple[int, int]:
+    """(host kernel launches, kernels run) of one call of fn on CUDA, from the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    launches = kernels = 0
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            kernels += "memcpy" not in e.name.lower() and "memset" not in e.name.lower()
+        elif e.name in _LAUNCH_CALLS:
+            launches += 1
+    return launches, kernels
+
+
 def run_case(case: Case, device: torch.device, modes, rounds, round_ms, max_case_s, only=None) -> list[Result]:
     torch._dynamo.reset()  # each case compiles its own graphs; no recompile limits across cases
     contenders = case.build(case.batch, device, modes)
@@ -321,11 +430,17 @@ def run_case(case: Case, device: torch.device, modes, rounds, round_ms, max_case
     med = {k: statistics.median(v) for k, v in samples.items()}
     compiled = [med[k] for k in med if k.startswith(COMPILE)]
     best_compile = min(compiled) if compiled else float("nan")
-    return [
-        Result(str(device), case.name, case.batch, k, t, case.batch / t, case.batch * case.flops / t / 1e9,
-               med[EAGER] / t, best_compile / t, iters[k], samples[k])
-        for k, t in med.items()
-    ]
+    peak, _ = peak_gflops(device)
+    counts = {}
+    if device.type == "cuda" and case.kind in ("model", "train"):
+        counts = {k: count_launches(fn) for k, fn in contenders.items()}
+    out = []
+    for k, t in med.items():
+        gflops = case.batch * case.flops / t / 1e9
+        launches, kernels = counts.get(k, (None, None))
+        out.append(Result(str(device), case.name, case.batch, k, t, case.batch / t, gflops, med[EAGER] / t,
+                          best_compile / t, iters[k], samples[k], gflops / peak, launches, kernels))
+    return out
 
 
 # ------------------------------------------------------------------------- environment
@@ -341,13 +456,17 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _nvidia_driver() -> str | None:
+def _nvidia_query(field: str) -> str | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader,nounits"],
                              capture_output=True, text=True, timeout=20)
         return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
     except (OSError, subprocess.SubprocessError, IndexError):
         return None
+
+
+def _nvidia_driver() -> str | None:
+    return _nvidia_query("driver_version")
 
 
 def environment(devices) -> dict:
@@ -371,6 +490,7 @@ def environment(devices) -> dict:
         "triton": triton_version,
         "lenet_fast": info["version"],
         "lenet_fast_build": info,
+        "peak_gflops": {str(d): peak_gflops(d) for d in devices},
     }
     if any(d.type == "cuda" for d in devices):
         p = torch.cuda.get_device_properties(0)
@@ -388,10 +508,12 @@ def _fmt_time(s: float) -> str:
 
 def table(results: list[Result]) -> str:
     lines = [f"{'device':<7}{'case':<26}{'batch':>6}  {'contender':<32}{'median':>11}{'images/s':>13}"
-             f"{'GFLOP/s':>9}{'vs eager':>10}{'vs compile':>11}"]
+             f"{'GFLOP/s':>9}{'peak':>7}{'vs eager':>10}{'vs compile':>11}{'launches/kernels':>18}"]
     for r in results:
+        counted = f"{r.launches}/{r.kernels}" if r.launches is not None else "-"
         lines.append(f"{r.device:<7}{r.case:<26}{r.batch:>6}  {r.contender:<32}{_fmt_time(r.median_s):>11}"
-                     f"{r.images_per_s:>13,.0f}{r.gflops:>9.1f}{r.vs_eager:>9.2f}x{r.vs_compile:>10.2f}x")
+                     f"{r.images_per_s:>13,.0f}{r.gflops:>9.1f}{100 * r.peak_share:>6.1f}%{r.vs_eager:>9.2f}x"
+                     f"{r.vs_compile:>10.2f}x{counted:>18}")
     return "\n".join(lines)
 
 
