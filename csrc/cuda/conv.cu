@@ -8,12 +8,13 @@
 //                           registers, so the full-resolution map is never written unless act is
 //                           kept) or a plain conv pixel. dL/dx is this kernel again, on the
 //                           rotated, transposed weights.
-//   conv_weight_grad_kernel grid (image chunk, input channel): one input channel of one image and
-//                           the output gradient staged in shared memory, each thread owns weights
-//                           (oc, tap) and sums over pixels and the chunk's images; per-chunk
-//                           partials are added by conv_weight_reduce_kernel in a fixed order, so
-//                           the result is deterministic without atomics.
-//   channel_sum_kernel      the bias gradient: one block per channel, a fixed-shape tree.
+//   conv_weight_grad_kernel grid (image chunk, input channel + 1, output channel): one input plane
+//                           and one output-gradient plane of an image staged in shared memory at a
+//                           time, threads (tap, pixel group) summing over the chunk, the groups
+//                           added in order; the extra input-channel row sums the bias gradient, and
+//                           the fused op's pool + tanh backward is done as the gradient is staged.
+//                           Per-chunk partials are added by conv_weight_reduce_kernel in a fixed
+//                           order: deterministic without atomics, and no separate bias pass.
 //
 // NOTE: none of these kernels has run on a GPU yet (see README, "GPU status"); they run in CI under
 // the CPU harness.
@@ -140,77 +141,83 @@ __global__ void conv5x5_forward_kernel(
   }
 }
 
+// Block (chunk, ic, oc): the 25 weights (oc, ic, .) summed over the chunk's images, or with
+// ic == IC the bias of oc. Thread (tap, group) sums the pixels p = group, group + G, ...; the
+// groups are then added in order (deterministic). With act, g is the pooled gradient of the fused
+// op and the output gradient is its pool + tanh backward, computed as it is staged.
 __global__ void conv_weight_grad_kernel(
-    const float* __restrict__ g,   // (N, OC, Ho, Wo): gradient at the conv output
-    const float* __restrict__ x,   // (N, IC, H, W)
-    float* __restrict__ partial,   // (chunks, OC, IC, 25)
+    const float* __restrict__ g,    // (N, OC, Ho, Wo), or pooled (N, OC, Ho/2, Wo/2) with act
+    const float* __restrict__ act,  // (N, OC, Ho, Wo) tanh output of the fused op, or null
+    const float* __restrict__ x,    // (N, IC, H, W)
+    float* __restrict__ partial,    // (chunks, OC * IC * 25 + OC)
     int64_t N, int64_t chunk, int IC, int H, int W, int OC, int pad) {
   LF_DYNAMIC_SHARED(float, smem);
   const int Hp = H + 2 * pad, Wp = W + 2 * pad;
-  const int Ho = Hp - (kKernel - 1), Wo = Wp - (kKernel - 1), P = Ho * Wo;
-  float* s_x = smem;               // (Hp, Wp): input channel ic of one image, zero-padded
-  float* s_g = s_x + Hp * Wp;      // (OC, P)
-  float* s_acc = s_g + OC * P;     // (OC, 25): owned one entry per thread, no races
-  const int ic = blockIdx.y;
+  const int Ho = Hp - (kKernel - 1), Wo = Wp - (kKernel - 1), P = Ho * Wo, Hq = Ho / 2, Wq = Wo / 2;
+  const int ic = blockIdx.y, oc = blockIdx.z;
+  const bool bias = ic == IC;
+  const int T = bias ? 1 : kTaps, groups = blockDim.x / T;
+  const int tap = threadIdx.x / groups, grp = threadIdx.x % groups, kh = tap / kKernel, kw = tap % kKernel;
+  float* s_x = smem;           // (Hp, Wp): input channel ic of one image, zero-padded
+  float* s_g = s_x + Hp * Wp;  // (Ho, Wo): the output gradient of channel oc
+  float* s_red = s_g + P;      // (blockDim.x)
   const int64_t n0 = blockIdx.x * chunk, n1 = min(N, n0 + chunk);
-  for (int i = threadIdx.x; i < OC * kTaps; i += blockDim.x) s_acc[i] = 0.0f;
+  float acc = 0.0f;
   for (int64_t n = n0; n < n1; ++n) {
     __syncthreads();
-    const float* xn = x + (n * IC + ic) * H * W;
-    for (int i = threadIdx.x; i < Hp * Wp; i += blockDim.x) {
-      const int yy = i / Wp - pad, xx = i % Wp - pad;
-      s_x[i] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? xn[yy * W + xx] : 0.0f;
-    }
-    const float* gn = g + n * OC * P;
-    for (int i = threadIdx.x; i < OC * P; i += blockDim.x) s_g[i] = gn[i];
-    __syncthreads();
-    for (int i = threadIdx.x; i < OC * kTaps; i += blockDim.x) {
-      const int oc = i / kTaps, kh = (i % kTaps) / kKernel, kw = i % kKernel;
-      const float* gp = s_g + oc * P;
-      float acc = 0.0f;
-      for (int yy = 0; yy < Ho; ++yy) {
-        const float* xr = s_x + (yy + kh) * Wp + kw;
-        for (int xx = 0; xx < Wo; ++xx) acc += gp[yy * Wo + xx] * xr[xx];
+    if (!bias) {
+      const float* xn = x + (n * IC + ic) * H * W;
+      for (int i = threadIdx.x; i < Hp * Wp; i += blockDim.x) {
+        const int yy = i / Wp - pad, xx = i % Wp - pad;
+        s_x[i] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? xn[yy * W + xx] : 0.0f;
       }
-      s_acc[i] += acc;
+    }
+    const int64_t plane = n * OC + oc;
+    for (int i = threadIdx.x; i < P; i += blockDim.x) {
+      if (act) {
+        const int yy = i / Wo, xx = i % Wo;
+        const bool in = yy < 2 * Hq && xx < 2 * Wq;
+        const float gq = in ? g[(plane * Hq + yy / 2) * Wq + xx / 2] : 0.0f;
+        s_g[i] = tanh_pool_backward_f32(gq, act[plane * P + i], in);
+      } else {
+        s_g[i] = g[plane * P + i];
+      }
+    }
+    __syncthreads();
+    if (tap < T) {
+      if (bias) {
+        for (int q = grp; q < P; q += groups) acc += s_g[q];
+      } else {
+        const float* xp = s_x + kh * Wp + kw;
+        for (int q = grp; q < P; q += groups) acc += s_g[q] * xp[(q / Wo) * Wp + q % Wo];
+      }
     }
   }
+  s_red[threadIdx.x] = acc;
   __syncthreads();
-  float* out = partial + (int64_t)blockIdx.x * OC * IC * kTaps;
-  for (int i = threadIdx.x; i < OC * kTaps; i += blockDim.x) {
-    const int oc = i / kTaps, t = i % kTaps;
-    out[((int64_t)oc * IC + ic) * kTaps + t] = s_acc[i];
+  if (static_cast<int>(threadIdx.x) < T) {
+    float sum = 0.0f;
+    for (int k = 0; k < groups; ++k) sum += s_red[threadIdx.x * groups + k];
+    float* out = partial + blockIdx.x * ((int64_t)OC * IC * kTaps + OC);
+    if (bias)
+      out[(int64_t)OC * IC * kTaps + oc] = sum;
+    else
+      out[((int64_t)oc * IC + ic) * kTaps + threadIdx.x] = sum;
   }
 }
 
-// dw[i] = sum over chunks c of partial[c][i], in chunk order.
-__global__ void conv_weight_reduce_kernel(const float* __restrict__ partial,
-                                          float* __restrict__ dw, int64_t chunks, int64_t size) {
+// Sums the partials over chunks in chunk order: entries below nw go to dw, the rest to db.
+__global__ void conv_weight_reduce_kernel(const float* __restrict__ partial, float* __restrict__ dw,
+                                          float* __restrict__ db, int64_t chunks, int64_t nw, int64_t size) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < size;
        i += int64_t{blockDim.x} * gridDim.x) {
     float s = 0.0f;
     for (int64_t c = 0; c < chunks; ++c) s += partial[c * size + i];
-    dw[i] = s;
+    if (i < nw)
+      dw[i] = s;
+    else
+      db[i - nw] = s;
   }
-}
-
-// One block per channel; each thread sums a strided slice, then a fixed-shape tree in shared memory.
-__global__ void channel_sum_kernel(const float* __restrict__ in, float* __restrict__ out,
-                                   int64_t A, int64_t C, int64_t B) {
-  __shared__ float s[kThreads];
-  const int64_t c = blockIdx.x;
-  float acc = 0.0f;
-  for (int64_t i = threadIdx.x; i < A * B; i += blockDim.x) {
-    const int64_t a = i / B, b = i % B;
-    acc += in[(a * C + c) * B + b];
-  }
-  s[threadIdx.x] = acc;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (static_cast<int>(threadIdx.x) < stride) s[threadIdx.x] += s[threadIdx.x + stride];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[c] = s[0];
 }
 
 }  // namespace
@@ -233,27 +240,20 @@ cudaError_t launch_conv_forward(const float* x, const float* w, const float* bia
   return cudaGetLastError();
 }
 
-cudaError_t launch_channel_sum(const float* in, float* out, int64_t A, int64_t C, int64_t B, cudaStream_t stream) {
-  if (C == 0) return cudaSuccess;
-  LF_LAUNCH(channel_sum_kernel, static_cast<unsigned int>(C), kThreads, 0, stream)(in, out, A, C, B);
-  return cudaGetLastError();
-}
-
-cudaError_t launch_conv_weight_grad(const float* g, const float* x, float* partial, float* dw, float* db,
-                                    int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
+cudaError_t launch_conv_weight_grad(const float* g, const float* act, const float* x, float* partial, float* dw,
+                                    float* db, int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
                                     cudaStream_t stream) {
   if (N == 0 || OC == 0) return cudaSuccess;  // the caller returns zeros
-  const int64_t Ho = H + 2 * pad - 4, Wo = W + 2 * pad - 4;
-  cudaError_t err = launch_channel_sum(g, db, N, OC, Ho * Wo, stream);
-  if (err != cudaSuccess || IC == 0) return err;  // no input channels: no weights, only db
   const int64_t chunk = conv_weight_grad_chunk(N), chunks = conv_weight_grad_chunks(N);
-  const size_t shared = static_cast<size_t>(conv_weight_grad_shared_bytes(H, W, OC, pad));
-  LF_LAUNCH(conv_weight_grad_kernel, dim3(static_cast<unsigned int>(chunks), static_cast<unsigned int>(IC)),
-            kThreads, shared, stream)(g, x, partial, N, chunk, static_cast<int>(IC), static_cast<int>(H),
-                                      static_cast<int>(W), static_cast<int>(OC), static_cast<int>(pad));
-  if ((err = cudaGetLastError()) != cudaSuccess) return err;
-  const int64_t size = OC * IC * kTaps;
-  LF_LAUNCH(conv_weight_reduce_kernel, grid_for(size), kThreads, 0, stream)(partial, dw, chunks, size);
+  const size_t shared = static_cast<size_t>(conv_weight_grad_shared_bytes(H, W, pad));
+  const dim3 grid(static_cast<unsigned int>(chunks), static_cast<unsigned int>(IC + 1), static_cast<unsigned int>(OC));
+  LF_LAUNCH(conv_weight_grad_kernel, grid, kThreads, shared, stream)(g, act, x, partial, N, chunk, static_cast<int>(IC),
+                                                                     static_cast<int>(H), static_cast<int>(W),
+                                                                     static_cast<int>(OC), static_cast<int>(pad));
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+  const int64_t nw = OC * IC * kTaps, size = nw + OC;
+  LF_LAUNCH(conv_weight_reduce_kernel, grid_for(size), kThreads, 0, stream)(partial, dw, db, chunks, nw, size);
   return cudaGetLastError();
 }
 

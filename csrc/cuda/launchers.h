@@ -59,20 +59,19 @@ inline int64_t conv_weight_grad_chunks(int64_t N) {
   const int64_t c = conv_weight_grad_chunk(N);
   return (N + c - 1) / c;
 }
-inline int64_t conv_weight_grad_shared_bytes(int64_t H, int64_t W, int64_t OC, int64_t pad) {
+inline int64_t conv_weight_grad_shared_bytes(int64_t H, int64_t W, int64_t pad) {
   const int64_t Ho = H + 2 * pad - 4, Wo = W + 2 * pad - 4;
-  return 4 * ((H + 2 * pad) * (W + 2 * pad) + OC * Ho * Wo + OC * kTaps);
+  return 4 * ((H + 2 * pad) * (W + 2 * pad) + Ho * Wo + 256);
 }
 
-// dw (OC, IC, 5, 5) and db (OC) of conv5x5 from its output gradient g (N, OC, Ho, Wo) and input
-// x (N, IC, H, W); partial: conv_weight_grad_chunks(N) * OC * IC * 25 floats of workspace.
-// N >= 1 and OC >= 1; IC may be 0 (then only db is computed).
-cudaError_t launch_conv_weight_grad(const float* g, const float* x, float* partial, float* dw, float* db,
-                                    int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
+// dw (OC, IC, 5, 5) and db (OC) of conv5x5, two launches (the bias in the same kernel), from x
+// (N, IC, H, W) and the gradient at the conv output g (N, OC, Ho, Wo) -- or, with act (the fused
+// op's saved tanh output), from its pooled gradient g (N, OC, Ho/2, Wo/2). partial:
+// conv_weight_grad_chunks(N) * (OC * IC * 25 + OC) floats of workspace. N >= 1 and OC >= 1; IC may
+// be 0 (then only db is computed); IC + 1 and OC at most 65535 (grid limits).
+cudaError_t launch_conv_weight_grad(const float* g, const float* act, const float* x, float* partial, float* dw,
+                                    float* db, int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
                                     cudaStream_t stream);
-
-// out[c] = sum over a < A, b < B of in[(a * C + c) * B + b], in a fixed order (deterministic).
-cudaError_t launch_channel_sum(const float* in, float* out, int64_t A, int64_t C, int64_t B, cudaStream_t stream);
 
 // dpre (planes, H, W) from the pooled gradient g (planes, H/2, W/2): through tanh when act is
 // given (the fused op's backward), the plain average-pool backward when act is null.
@@ -89,10 +88,11 @@ cudaError_t launch_tanh_backward(const float* g, const float* y, float* dx, int6
 
 // C (M, Nc) = epilogue(sum_k A(m, k) B(k, n)), with A(m, k) = A[m * sam + k * sak] and
 // B(k, n) = B[k * sbk + n * sbn]; epilogue adds bias[n] (if not null) then tanh (if asked).
-// K may be 0 (C is then the epilogue of 0).
+// K may be 0 (C is then the epilogue of 0). With bias_grad, also bias_grad[m] = sum_k A(m, k), in
+// the same launch (a column of ones after B's last): a linear layer's dL/db beside its dL/dW.
 cudaError_t launch_gemm(const float* A, int64_t sam, int64_t sak, const float* B, int64_t sbk, int64_t sbn,
                         float* C, int64_t M, int64_t Nc, int64_t K, const float* bias, bool apply_tanh,
-                        cudaStream_t stream);
+                        float* bias_grad, cudaStream_t stream);
 
 // out (B, row) = normalize(images[index[b]]) for uint8 images (n, row); an index outside [0, n)
 // trips a device-side assertion.
@@ -138,7 +138,7 @@ struct NetJobArgs {  // what the weight-gradient jobs read
 struct NetLayout {
   int64_t w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, total;
 };
-inline NetLayout net_layout(int64_t J3) {
+LF_HD NetLayout net_layout(int64_t J3) {
   using G = NetGeometry;
   NetLayout L{};
   L.w1 = 0;

@@ -3,7 +3,8 @@
 //   forward  y  (N, J) = x (N, K) . W^T           A = x,       B(k, j) = W[j, k]
 //   dL/dx    dx (N, K) = g (N, J) . W             A = g,       B(j, k) = W[j, k]
 //   dL/dW    dW (J, K) = g^T . x                  A(j, n) = g[n, j], B(n, k) = x[n, k]
-// Each output is summed by one thread in a fixed order (deterministic); dL/db is channel_sum.
+// Each output is summed by one thread in a fixed order (deterministic). dL/db comes out of the dL/dW
+// launch: a virtual column of ones appended to B (bias_grad), so the bias needs no pass of its own.
 // No torch here: the file builds under nvcc and under the CPU harness (csrc/cuda/sim/).
 //
 // NOTE: not yet run on a GPU (see README, "GPU status"); runs in CI under the CPU harness. A 16x16
@@ -24,7 +25,8 @@ __global__ void gemm_kernel(const float* __restrict__ A, int64_t sam, int64_t sa
                             float* __restrict__ C,           // (M, Nc) contiguous
                             int64_t M, int64_t Nc, int64_t K,
                             const float* __restrict__ bias,  // (Nc) or null
-                            bool apply_tanh) {
+                            bool apply_tanh,
+                            float* __restrict__ bias_grad) {  // (M): sum_k A(m, k), as column Nc; or null
   __shared__ float s_a[kTile][kTile + 1];  // +1: no bank conflicts on the transposed reads
   __shared__ float s_b[kTile][kTile + 1];
   const int tx = threadIdx.x, ty = threadIdx.y;
@@ -36,7 +38,7 @@ __global__ void gemm_kernel(const float* __restrict__ A, int64_t sam, int64_t sa
     for (int64_t k0 = 0; k0 < K; k0 += kTile) {
       const int64_t ka = k0 + tx, kb = k0 + ty;
       s_a[ty][tx] = (row < M && ka < K) ? A[row * sam + ka * sak] : 0.0f;
-      s_b[ty][tx] = (kb < K && col < Nc) ? B[kb * sbk + col * sbn] : 0.0f;
+      s_b[ty][tx] = kb < K ? (col < Nc ? B[kb * sbk + col * sbn] : (bias_grad && col == Nc ? 1.0f : 0.0f)) : 0.0f;
       __syncthreads();
       float part = 0.0f;  // blocked summation: long reductions (dW over a big batch) stay accurate
 #pragma unroll
@@ -47,6 +49,8 @@ __global__ void gemm_kernel(const float* __restrict__ A, int64_t sam, int64_t sa
     if (row < M && col < Nc) {
       float v = acc + (bias ? bias[col] : 0.0f);
       C[row * Nc + col] = apply_tanh ? tanh_f32(v) : v;
+    } else if (row < M && bias_grad && col == Nc) {
+      bias_grad[row] = acc;
     }
   }
 }
@@ -55,12 +59,14 @@ __global__ void gemm_kernel(const float* __restrict__ A, int64_t sam, int64_t sa
 
 cudaError_t launch_gemm(const float* A, int64_t sam, int64_t sak, const float* B, int64_t sbk, int64_t sbn,
                         float* C, int64_t M, int64_t Nc, int64_t K, const float* bias, bool apply_tanh,
-                        cudaStream_t stream) {
-  if (M == 0 || Nc == 0) return cudaSuccess;
-  const int64_t gx = (Nc + kTile - 1) / kTile, gy = (M + kTile - 1) / kTile;
+                        float* bias_grad, cudaStream_t stream) {
+  if (M == 0 || (Nc == 0 && !bias_grad)) return cudaSuccess;
+  const int64_t cols = Nc + (bias_grad ? 1 : 0);
+  const int64_t gx = (cols + kTile - 1) / kTile, gy = (M + kTile - 1) / kTile;
   // Rows beyond 65535 tiles are covered by the kernel's grid-stride loop.
   const dim3 grid(static_cast<unsigned int>(gx), static_cast<unsigned int>(gy < 65535 ? gy : 65535));
-  LF_LAUNCH(gemm_kernel, grid, dim3(kTile, kTile), 0, stream)(A, sam, sak, B, sbk, sbn, C, M, Nc, K, bias, apply_tanh);
+  LF_LAUNCH(gemm_kernel, grid, dim3(kTile, kTile), 0, stream)(A, sam, sak, B, sbk, sbn, C, M, Nc, K, bias, apply_tanh,
+                                                                  bias_grad);
   return cudaGetLastError();
 }
 

@@ -122,22 +122,25 @@ at::Tensor conv5x5_backward_input_cuda(const at::Tensor& grad, const at::Tensor&
   return dx;
 }
 
-// dw, db of a conv from its output gradient (at the conv output, contiguous) and input.
-std::tuple<at::Tensor, at::Tensor> weight_grad(const char* op, const at::Tensor& gc, const at::Tensor& x,
-                                               const ConvShape& s, int64_t padding) {
+// dw, db of a conv from its output gradient (at the conv output, contiguous) and input; with act
+// (the fused op's saved tanh output), gc is the pooled gradient, taken back through the pool and
+// tanh inside the weight-gradient kernel.
+std::tuple<at::Tensor, at::Tensor> weight_grad(const char* op, const at::Tensor& gc, const at::Tensor* act,
+                                               const at::Tensor& x, const ConvShape& s, int64_t padding) {
   if (s.N == 0 || s.OC == 0)
     return {at::zeros({s.OC, s.IC, kKernel, kKernel}, x.options()), at::zeros({s.OC}, x.options())};
-  LF_CHECK(s.IC == 0 || conv_weight_grad_shared_bytes(s.H, s.W, s.OC, padding) <= kSharedBytes, op,
-           "on CUDA, one padded input plane, the output gradient of one image and the weight gradient must "
-           "fit in 48 KB of shared memory: ", conv_weight_grad_shared_bytes(s.H, s.W, s.OC, padding) / 4,
-           " floats > ", kSharedBytes / 4, "; reduce the image size or the output channels");
-  LF_CHECK(s.IC <= 65535, op, "at most 65535 input channels on CUDA, got ", s.IC);
+  LF_CHECK(conv_weight_grad_shared_bytes(s.H, s.W, padding) <= kSharedBytes, op,
+           "on CUDA, one padded input plane and one output-gradient plane must fit in 48 KB of shared memory: ",
+           conv_weight_grad_shared_bytes(s.H, s.W, padding) / 4, " floats > ", kSharedBytes / 4,
+           "; reduce the image size");
+  LF_CHECK(s.IC < 65535 && s.OC <= 65535, op, "at most 65534 input and 65535 output channels on CUDA, got ", s.IC,
+           " and ", s.OC);
   const at::Tensor xc = x.contiguous();
   at::Tensor dw = new_output({s.OC, s.IC, kKernel, kKernel}, x.options());
   at::Tensor db = new_output({s.OC}, x.options());
-  at::Tensor partial = at::empty({conv_weight_grad_chunks(s.N) * s.OC * s.IC * kTaps}, x.options());
-  check_launch(op, launch_conv_weight_grad(ptr(gc), ptr(xc), mut(partial), mut(dw), mut(db), s.N, s.IC, s.H, s.W,
-                                           s.OC, padding, stream()));
+  at::Tensor partial = at::empty({conv_weight_grad_chunks(s.N) * (s.OC * s.IC * kTaps + s.OC)}, x.options());
+  check_launch(op, launch_conv_weight_grad(ptr(gc), act ? ptr(*act) : nullptr, ptr(xc), mut(partial), mut(dw),
+                                           mut(db), s.N, s.IC, s.H, s.W, s.OC, padding, stream()));
   return {dw, db};
 }
 
@@ -146,11 +149,11 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cuda(const at::Tensor
   const char* op = "conv5x5_backward_weight";
   const ConvShape s = check_conv_weight_grad(op, grad, nullptr, x, padding, kDevice);
   const Guard guard(x);
-  return weight_grad(op, grad.contiguous(), x, s, padding);
+  return weight_grad(op, grad.contiguous(), nullptr, x, s, padding);
 }
 
-// The fused op's weight gradient: the pool + tanh backward, then the weight gradient (two passes;
-// the CPU kernel does both in one).
+// The fused op's weight gradient from its pooled gradient: the pool + tanh backward happens in the
+// weight-gradient kernel as it stages each plane (the full-resolution gradient is never written).
 std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_backward_weight_cuda(const at::Tensor& grad,
                                                                           const at::Tensor& act,
                                                                           const at::Tensor& x, int64_t padding) {
@@ -158,9 +161,7 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_backward_weight_cuda(const 
   const ConvShape s = check_conv_weight_grad(op, grad, &act, x, padding, kDevice);
   const Guard guard(x);
   const at::Tensor gc = grad.contiguous(), ac = act.contiguous();
-  at::Tensor dpre = new_output(act.sizes(), act.options());
-  check_launch(op, launch_tanh_pool_backward(ptr(gc), ptr(ac), mut(dpre), s.N * s.OC, s.Ho, s.Wo, stream()));
-  return weight_grad(op, dpre, x, s, padding);
+  return weight_grad(op, gc, &ac, x, s, padding);
 }
 
 at::Tensor tanh_pool_backward_cuda(const at::Tensor& grad, const at::Tensor& act) {
@@ -227,7 +228,7 @@ at::Tensor linear_impl(const char* op, const at::Tensor& x, const at::Tensor& w,
   const int64_t N = x2.size(0);
   at::Tensor y = new_output({N, J}, x.options());
   // K == 0 too: the sum over no features is 0, so y is the bias (through tanh_f32, as on the CPU)
-  check_launch(op, launch_gemm(ptr(x2), K, 1, ptr(wc), 1, K, mut(y), N, J, K, ptr(bc), apply_tanh, stream()));
+  check_launch(op, launch_gemm(ptr(x2), K, 1, ptr(wc), 1, K, mut(y), N, J, K, ptr(bc), apply_tanh, nullptr, stream()));
   return y.view(linear_out_sizes(x, J));
 }
 
@@ -246,7 +247,7 @@ at::Tensor linear_backward_input_cuda(const at::Tensor& grad, const at::Tensor& 
   const int64_t K = w.size(1), J = w.size(0);
   const at::Tensor g2 = as_matrix(grad).contiguous(), wc = w.contiguous();
   at::Tensor dx = new_output({g2.size(0), K}, grad.options());  // the GEMM writes every element
-  check_launch(op, launch_gemm(ptr(g2), J, 1, ptr(wc), K, 1, mut(dx), g2.size(0), K, J, nullptr, false, stream()));
+  check_launch(op, launch_gemm(ptr(g2), J, 1, ptr(wc), K, 1, mut(dx), g2.size(0), K, J, nullptr, false, nullptr, stream()));
   return dx.view(linear_out_sizes(grad, K));
 }
 
@@ -260,8 +261,7 @@ std::tuple<at::Tensor, at::Tensor> linear_backward_weight_cuda(const at::Tensor&
   if (N == 0) return {at::zeros({J, K}, x.options()), at::zeros({J}, x.options())};
   at::Tensor dw = new_output({J, K}, x.options());  // the GEMM and the channel sum write all of it
   at::Tensor db = new_output({J}, x.options());
-  check_launch(op, launch_gemm(ptr(g2), 1, J, ptr(x2), K, 1, mut(dw), J, K, N, nullptr, false, stream()));
-  check_launch(op, launch_channel_sum(ptr(g2), mut(db), N, J, 1, stream()));
+  check_launch(op, launch_gemm(ptr(g2), 1, J, ptr(x2), K, 1, mut(dw), J, K, N, nullptr, false, mut(db), stream()));
   return {dw, db};
 }
 
@@ -332,9 +332,9 @@ at::Tensor lenet5_forward_cuda(const at::Tensor& x, const at::Tensor& w1, const 
   at::Tensor h2 = new_output({N, s.J2}, y.options());
   conv_forward(op, ptr(xc), ptr(c[0]), ptr(c[1]), mut(a1), nullptr, N, s.c1.IC, s.c1.H, s.c1.W, s.c1.OC, padding, true);
   conv_forward(op, ptr(a1), ptr(c[2]), ptr(c[3]), mut(a2), nullptr, N, s.c2.IC, s.c2.H, s.c2.W, s.c2.OC, 0, true);
-  check_launch(op, launch_gemm(ptr(a2), s.F, 1, ptr(c[4]), 1, s.F, mut(h1), N, s.J1, s.F, ptr(c[5]), true, stream()));
-  check_launch(op, launch_gemm(ptr(h1), s.J1, 1, ptr(c[6]), 1, s.J1, mut(h2), N, s.J2, s.J1, ptr(c[7]), true, stream()));
-  check_launch(op, launch_gemm(ptr(h2), s.J2, 1, ptr(c[8]), 1, s.J2, mut(y), N, s.J3, s.J2, ptr(c[9]), false, stream()));
+  check_launch(op, launch_gemm(ptr(a2), s.F, 1, ptr(c[4]), 1, s.F, mut(h1), N, s.J1, s.F, ptr(c[5]), true, nullptr, stream()));
+  check_launch(op, launch_gemm(ptr(h1), s.J1, 1, ptr(c[6]), 1, s.J1, mut(h2), N, s.J2, s.J1, ptr(c[7]), true, nullptr, stream()));
+  check_launch(op, launch_gemm(ptr(h2), s.J2, 1, ptr(c[8]), 1, s.J2, mut(y), N, s.J3, s.J2, ptr(c[9]), false, nullptr, stream()));
   return y;
 }
 
