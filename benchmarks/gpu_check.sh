@@ -148,8 +148,9 @@ unset PYTORCH_NO_CUDA_MEMORY_CACHING
 # 5. The training comparison (with the data), then the full benchmark with whatever time is left.
 if "$PY" -P -c 'from lenet_fast import data; data.find("fashion-mnist", "train"); data.find("fashion-mnist", "test")' >/dev/null 2>&1; then
   if [ "$DRY" = 1 ]; then TRAIN=(-- --device cpu --epochs 1 --train-limit 256 --test-limit 256); else TRAIN=(); fi
-  step "training comparison (train_speed.py: 4 pipelines, 10 epochs each)" 240 "$OUT/bench.log" \
-    "$PY" -P benchmarks/train_speed.py --json "$OUT/train.json" "${TRAIN[@]}"
+  step "training comparison (train_speed.py: 5 pipelines, 10 epochs each)" 240 "$OUT/bench.log" \
+    "$PY" -P benchmarks/train_speed.py --json "$OUT/train.json" \
+    --pipelines lenet_fast tutorial lenet_fast+tv stock+fast lenet_fast-eager "${TRAIN[@]}"
 else
   note "SKIP  training comparison: no Fashion-MNIST files (set LENET_FAST_DATA_DIR to a folder holding them)"
 fi

@@ -75,6 +75,11 @@ def _model(batch, backend="native", input_grad=False):
     return run
 
 
+def _seeded_lenet():
+    torch.manual_seed(0)
+    return LeNet5()
+
+
 def _inference(batch):
     def run(device):
         torch.manual_seed(0)
@@ -111,6 +116,10 @@ def checks(triton: bool):
         ("linear no input features", _plain(O.linear_tanh, [_r(3, 0), _r(4, 0), _r(4, seed=3)])),
         ("lenet5_forward N=1", _inference(1)),
         ("lenet5_forward N=1027", _inference(1027)),
+        ("lenet5_forward N=4099 (tiles of 8)", _inference(4099)),
+        ("lenet5_forward uint8 N=1027", _plain(lambda im, *p: O.lenet5_forward(im, *p, 2, 0.5, 0.5),
+                                               [torch.randint(0, 256, (1027, 1, 28, 28), generator=_g(10), dtype=torch.uint8)]
+                                               + [t.detach() for t in _seeded_lenet().parameters()])),
         ("model train step N=33 (lenet5_forward_train/backward)", _model(33)),
         ("model train step N=5 with dL/dx", _model(5, input_grad=True)),
         ("gather_normalize", _plain(lambda im, i: ops.gather_normalize(im, i), [torch.randint(0, 256, (50, 1, 28, 28), generator=_g(8), dtype=torch.uint8),

@@ -32,13 +32,16 @@ PIPELINES = {
     "tutorial": ["--impl", "torch", "--loader", "torchvision"],
     "lenet_fast+tv": ["--loader", "torchvision"],
     "stock+fast": ["--impl", "torch"],
+    "lenet_fast-eager": ["--no-cuda-graph"],
 }
 DESCRIPTION = {
     "lenet_fast": "lenet_fast model, fast loader (the default program)",
     "tutorial": "stock model, torchvision loader (the tutorial's pipeline)",
     "lenet_fast+tv": "lenet_fast model, torchvision loader",
     "stock+fast": "stock model, fast loader",
+    "lenet_fast-eager": "lenet_fast model, fast loader, each step run eagerly (--no-cuda-graph: on a CPU the same program)",
 }
+DEFAULT_PIPELINES = ["lenet_fast", "tutorial", "lenet_fast+tv", "stock+fast"]
 # (name, numerator pipeline, denominator pipeline): how many times faster the denominator is.
 RATIOS = (
     ("end to end", "tutorial", "lenet_fast"),
@@ -46,6 +49,7 @@ RATIOS = (
     ("model, torchvision loader", "tutorial", "lenet_fast+tv"),
     ("loader, lenet_fast model", "lenet_fast+tv", "lenet_fast"),
     ("loader, stock model", "tutorial", "stock+fast"),
+    ("CUDA graph", "lenet_fast-eager", "lenet_fast"),
 )
 
 
@@ -83,8 +87,9 @@ def main(argv=None):
     own = argv[:argv.index("--")] if "--" in argv else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=1, help="runs of each pipeline, alternating")
-    p.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES),
-                   help="which pipelines, in this order (default: all four)")
+    p.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=DEFAULT_PIPELINES,
+                   help="which pipelines, in this order (default: the first four; lenet_fast-eager "
+                        "measures the CUDA graph's share on a GPU)")
     p.add_argument("--json", help="write the runs and the ratios here (rewritten after every run)")
     args = p.parse_args(own)
     env = None

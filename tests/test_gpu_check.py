@@ -43,11 +43,11 @@ def test_gpu_check_dry_run(tmp_path):
             "SKIP  compute-sanitizer racecheck", "PASS  training comparison", "PASS  bench --full"]
     assert len(steps) == len(want) and all(s.startswith(w) for s, w in zip(steps, want)), summary
     assert "SKIP  compute-sanitizer memcheck: compute-sanitizer not found" in summary
-    assert "smoke: 23 of 23 checks passed" in summary  # the table is in the summary, row by row
+    assert "smoke: 25 of 25 checks passed" in summary  # the table is in the summary, row by row
     check = json.loads((out / "bench-check.json").read_text())
     assert {(r["case"], r["contender"]) for r in check["results"]} >= {("inference", "lenet_fast"), ("train step", "stock eager")}
     train = json.loads((out / "train.json").read_text())
-    assert set(train["median_wall_seconds"]) == {"lenet_fast", "tutorial", "lenet_fast+tv", "stock+fast"}
+    assert set(train["median_wall_seconds"]) == {"lenet_fast", "tutorial", "lenet_fast+tv", "stock+fast", "lenet_fast-eager"}
     assert json.loads((out / "bench-full.json").read_text())["results"]
 
 
