@@ -214,6 +214,7 @@ def test_whole_network(sim, order, n):
         usual = sim.lenet5_backward(g, x, *params[0::2], saved, 2, [False] + [True] * 10)
     assert backward.count <= 8, f"the training backward took {backward.count} launches"
     assert usual[0].numel() == 0
+    assert len({t.untyped_storage().data_ptr() for t in usual[1:]}) == 10, "a custom op's outputs may not alias"
     for i in range(1, 11):
         assert_matches_reference(usual[i], grads[0][i], grads[1][i], name=f"lenet5_backward {names[i]}, fused")
         close(usual[i], got[i], f"lenet5_backward {names[i]}, fused vs per-layer kernels")

@@ -134,7 +134,11 @@ struct NetJobArgs {  // what the weight-gradient jobs read
   int H, W, pad, J3;
 };
 
-// Offsets of each parameter's gradient in the flat gradient buffer (the model's parameter order).
+struct NetGradOut {  // where the ten parameter gradients go, in model order (conv1 weight ... fc3 bias)
+  float* p[10];
+};
+
+// Offsets of each parameter's gradient in the flat partial sums (the model's parameter order).
 struct NetLayout {
   int64_t w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, total;
 };
@@ -190,10 +194,10 @@ cudaError_t launch_net_forward(const float* x, const uint8_t* x_u8, float mean, 
 
 // The backward of the whole network from g3 = dL/dlogits, every parameter's gradient (not x's),
 // three launches: d's per-image gradients (workspace), the per-chunk partial sums of every weight
-// and bias gradient into partial (net_grad_chunks(N) * total floats), then their sum into grads
-// (net_layout(J3).total floats, the parameters in model order).
+// and bias gradient into partial (net_grad_chunks(N) * total floats), then their sums into the ten
+// gradient tensors of out (separate tensors: a custom op's outputs must not alias one another).
 cudaError_t launch_net_backward(const float* g3, const float* x, const NetParams& p, const NetSaved& s,
-                                const NetGrads& d, float* partial, float* grads, int64_t N, int64_t H, int64_t W,
+                                const NetGrads& d, float* partial, const NetGradOut& out, int64_t N, int64_t H, int64_t W,
                                 int64_t pad, int64_t J3, cudaStream_t stream);
 
 }  // namespace cuda

@@ -20,8 +20,8 @@
 //                           or a few rows of a fully connected layer (with their biases), each
 //                           block writing its chunk's partial sums; conv1's pool + tanh backward is
 //                           done here, on the fly, as the output gradient is staged.
-//   net_reduce_kernel       the partials summed over chunks in chunk order into one flat gradient
-//                           buffer (the parameters in model order).
+//   net_reduce_kernel       the partials summed over chunks in chunk order into the ten gradient
+//                           tensors.
 //
 // Deterministic by construction: every sum has a fixed order that depends on N alone, and no float
 // atomics. NOTE: not yet run on a GPU (README, "GPU status"); the tile sizes and job shapes are
@@ -423,13 +423,16 @@ __global__ void net_weight_grad_kernel(NetJobArgs a, float* __restrict__ partial
   fc_weight_job(a.g3, a.J3, a.h2, G::kJ2, job * kNetFcRows, kNetFcRows, n0, n1, smem, out + L.f3w, out + L.f3b);
 }
 
-// out[i] = sum over chunks c of partial[c][i], in chunk order.
-__global__ void net_reduce_kernel(const float* __restrict__ partial, float* __restrict__ out, int64_t chunks,
-                                  int64_t size) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < size; i += int64_t{blockDim.x} * gridDim.x) {
+// Entry i of the parameters' gradients = sum over chunks c of partial[c][i], in chunk order,
+// written to the parameter tensor it belongs to.
+__global__ void net_reduce_kernel(const float* __restrict__ partial, NetGradOut out, NetLayout L, int64_t chunks) {
+  const int64_t start[10] = {L.w1, L.b1, L.w2, L.b2, L.f1w, L.f1b, L.f2w, L.f2b, L.f3w, L.f3b};
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < L.total; i += int64_t{blockDim.x} * gridDim.x) {
     float s = 0.0f;
-    for (int64_t c = 0; c < chunks; ++c) s += partial[c * size + i];
-    out[i] = s;
+    for (int64_t c = 0; c < chunks; ++c) s += partial[c * L.total + i];
+    int k = 9;
+    while (i < start[k]) --k;
+    out.p[k][i - start[k]] = s;
   }
 }
 
@@ -477,7 +480,7 @@ cudaError_t launch_net_forward(const float* x, const uint8_t* x_u8, float mean, 
 }
 
 cudaError_t launch_net_backward(const float* g3, const float* x, const NetParams& p, const NetSaved& s,
-                                const NetGrads& d, float* partial, float* grads, int64_t N, int64_t H, int64_t W,
+                                const NetGrads& d, float* partial, const NetGradOut& out, int64_t N, int64_t H, int64_t W,
                                 int64_t pad, int64_t J3, cudaStream_t stream) {
   if (N == 0) return cudaSuccess;
   const size_t back_bytes = sizeof(float) * backward_smem_floats();
@@ -508,8 +511,8 @@ cudaError_t launch_net_backward(const float* g3, const float* x, const NetParams
   LF_LAUNCH(net_weight_grad_kernel, dim3(static_cast<unsigned int>(chunks), static_cast<unsigned int>(net_jobs(J3))),
             kThreads, bytes, stream)(a, partial, N, chunk);
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
-  const int64_t size = net_layout(J3).total;
-  LF_LAUNCH(net_reduce_kernel, grid_for(size), kThreads, 0, stream)(partial, grads, chunks, size);
+  const NetLayout L = net_layout(J3);
+  LF_LAUNCH(net_reduce_kernel, grid_for(L.total), kThreads, 0, stream)(partial, out, L, chunks);
   return cudaGetLastError();
 }
 

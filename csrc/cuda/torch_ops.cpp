@@ -396,21 +396,20 @@ std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& g
   at::Tensor dpre2 = at::empty({N, G::kC2, G::kO2, G::kO2}, o), dp1 = at::empty({N, G::kC1, G::kQ1, G::kQ1}, o);
   const NetLayout L = net_layout(J3);
   at::Tensor partial = at::empty({net_grad_chunks(N) * L.total}, o);
-  at::Tensor flat = new_output({L.total}, o);
   const NetParams p{nullptr, nullptr, ptr(w2c), nullptr, ptr(f1wc), nullptr, ptr(f2wc), nullptr, ptr(f3wc), nullptr};
   const NetSaved ns{const_cast<float*>(ptr(sv[0])), const_cast<float*>(ptr(sv[1])), const_cast<float*>(ptr(sv[2])),
                     const_cast<float*>(ptr(sv[3])), const_cast<float*>(ptr(sv[4])), const_cast<float*>(ptr(sv[5]))};
   const NetGrads d{mut(g2), mut(g1), mut(dpre2), mut(dp1)};
-  check_launch(op, launch_net_backward(ptr(gc), ptr(xc), p, ns, d, mut(partial), mut(flat), N, x.size(2), x.size(3),
+  std::vector<at::Tensor> grads = {at::empty({0}, o)};
+  NetGradOut out{};
+  for (const at::Tensor* w : {&w1, &w2, &f1w, &f2w, &f3w}) {
+    grads.push_back(new_output(w->sizes(), o));
+    grads.push_back(new_output({w->size(0)}, o));
+  }
+  for (int i = 0; i < 10; ++i) out.p[i] = mut(grads[i + 1]);
+  check_launch(op, launch_net_backward(ptr(gc), ptr(xc), p, ns, d, mut(partial), out, N, x.size(2), x.size(3),
                                        padding, J3, stream()));
-  // Every gradient is a view of the one buffer the reduction wrote.
-  const auto part = [&](int64_t at, at::IntArrayRef shape) { return flat.narrow(0, at, c10::multiply_integers(shape)).view(shape); };
-  return std::vector<at::Tensor>{at::empty({0}, o),
-                                 part(L.w1, w1.sizes()), part(L.b1, {w1.size(0)}),
-                                 part(L.w2, w2.sizes()), part(L.b2, {w2.size(0)}),
-                                 part(L.f1w, f1w.sizes()), part(L.f1b, {f1w.size(0)}),
-                                 part(L.f2w, f2w.sizes()), part(L.f2b, {f2w.size(0)}),
-                                 part(L.f3w, f3w.sizes()), part(L.f3b, {J3})};
+  return grads;
 }
 
 }  // namespace cuda

@@ -132,9 +132,12 @@ int main() {
     check("whole network forward, training", launch_net_forward(x.dev, nullptr, 0, 1, p, logits_t.dev, &s, N, 28, 28, 2, J3, nullptr),
           {&logits_t, &act1, &p1, &act2, &p2, &h1, &h2});
     Buffer g3(N * J3, true), g2(N * G::kJ2), g1(N * G::kJ1), dpre2(N * 1600), dp1(N * 1176);
-    Buffer partial(net_grad_chunks(N) * L.total), grads(L.total);
+    Buffer partial(net_grad_chunks(N) * L.total), grads(L.total);  // ten gradients side by side
+    const int64_t at[10] = {L.w1, L.b1, L.w2, L.b2, L.f1w, L.f1b, L.f2w, L.f2b, L.f3w, L.f3b};
+    NetGradOut out{};
+    for (int i = 0; i < 10; ++i) out.p[i] = grads.dev + at[i];
     check("whole network backward", launch_net_backward(g3.dev, x.dev, p, s, {g2.dev, g1.dev, dpre2.dev, dp1.dev}, partial.dev,
-                                                        grads.dev, N, 28, 28, 2, J3, nullptr), {&g2, &g1, &dpre2, &dp1, &grads});
+                                                        out, N, 28, 28, 2, J3, nullptr), {&g2, &g1, &dpre2, &dp1, &grads});
   }
   std::printf("%s\n", failures ? "some kernels FAILED" : "every kernel ran");
   return failures ? 1 : 0;
