@@ -490,22 +490,8 @@ cudaError_t launch_net_backward(const float* g3, const float* x, const NetParams
             kThreads, back_bytes, stream)(g3, p, s, d, N, static_cast<int>(J3));
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
 
-  NetJobArgs a{};
-  a.x = x;
-  a.act1 = s.act1;
-  a.p1 = s.p1;
-  a.p2 = s.p2;
-  a.h1 = s.h1;
-  a.h2 = s.h2;
-  a.dp1 = d.dp1;
-  a.dpre2 = d.dpre2;
-  a.g1 = d.g1;
-  a.g2 = d.g2;
-  a.g3 = g3;
-  a.H = static_cast<int>(H);
-  a.W = static_cast<int>(W);
-  a.pad = static_cast<int>(pad);
-  a.J3 = static_cast<int>(J3);
+  const NetJobArgs a{x, s.act1, s.p1, s.p2, s.h1, s.h2, d.dp1, d.dpre2, d.g1, d.g2, g3,
+                     static_cast<int>(H), static_cast<int>(W), static_cast<int>(pad), static_cast<int>(J3)};
   const int64_t chunk = net_grad_chunk(N), chunks = (N + chunk - 1) / chunk;
   const size_t bytes = sizeof(float) * net_weight_grad_smem_floats();
   LF_LAUNCH(net_weight_grad_kernel, dim3(static_cast<unsigned int>(chunks), static_cast<unsigned int>(net_jobs(J3))),
