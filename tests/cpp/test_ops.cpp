@@ -42,10 +42,14 @@ int main() {
   const auto h = torch::randn({5, 400});
   expect_close("linear_tanh", lin.call(h, f1, g1), torch::tanh(torch::linear(h, f1, g1)));
 
-  auto net = op("lenet_fast::lenet5_forward").typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t)>();
+  auto net = op("lenet_fast::lenet5_forward").typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, double, double)>();
   auto r = torch::avg_pool2d(torch::tanh(torch::conv2d(p1, w2, b2)), 2).flatten(1);
   r = torch::linear(torch::tanh(torch::linear(torch::tanh(torch::linear(r, f1, g1)), f2, g2)), f3, g3);
-  expect_close("lenet5_forward", net.call(x, w1, b1, w2, b2, f1, g1, f2, g2, f3, g3, 2), r);
+  expect_close("lenet5_forward", net.call(x, w1, b1, w2, b2, f1, g1, f2, g2, f3, g3, 2, 0.0, 1.0), r);
+  // uint8 images, normalised inside as ToTensor() + Normalize(0.5, 0.5) would
+  const at::Tensor u8 = torch::randint(0, 256, x.sizes(), torch::kUInt8);
+  expect_close("lenet5_forward uint8", net.call(u8, w1, b1, w2, b2, f1, g1, f2, g2, f3, g3, 2, 0.5, 0.5),
+               net.call((u8.to(torch::kFloat) / 255.0f - 0.5f) / 0.5f, w1, b1, w2, b2, f1, g1, f2, g2, f3, g3, 2, 0.0, 1.0));
 
   try {
     conv.call(x.to(torch::kDouble), w1, b1, 2);

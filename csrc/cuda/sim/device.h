@@ -252,8 +252,9 @@ inline void wait(Thread& t) {
     return;
   }
   std::unique_lock<std::mutex> lock(b.mu, std::adopt_lock);
+  const unsigned ready = b.ready;
   progress(b);
-  b.cv.notify_all();
+  if (b.ready > ready || !b.error.empty()) b.cv.notify_all();  // only when someone can go on
   b.cv.wait(lock, [&] { return t.state == State::Ready || !b.error.empty(); });
   if (!b.error.empty()) {  // OS threads cannot be abandoned: report and stop the process
     std::fprintf(stderr, "cudasim: %s\n", b.error.c_str());
@@ -326,9 +327,10 @@ inline void run_thread(Thread& t) {
   (*t.block->body)();
   lock_block(*t.block);
   t.state = State::Done;
-  --t.block->ready;
+  const unsigned ready = --t.block->ready;
   progress(*t.block);
-  if (settings().mode == Mode::Threads) t.block->cv.notify_all();
+  if (settings().mode == Mode::Threads && (t.block->ready > ready || !t.block->error.empty()))
+    t.block->cv.notify_all();
   unlock_block(*t.block);
 }
 
