@@ -13,7 +13,8 @@ Contenders, all with identical weights:
     stock compile (reduce-overhead)  CUDA only: torch.compile with CUDA graphs
 
 Cases: whole-model inference at batch 1, 64, 1024, 16384 (and 65536 on CUDA); a training step
-(forward, CrossEntropyLoss, backward, Adam) at 64 and 1024; each fused op forward and
+(forward, CrossEntropyLoss, backward, Adam) at 64 and 1024, and on the CPU the same again with a
+busy-looping process per core competing ("train step, machine shared"); each fused op forward and
 forward+backward (conv+tanh+pool for conv1 and conv2, linear+tanh for fc1 and fc2, linear for fc3).
 
 Method: each case warms every contender up (compiling where needed), then times them in
@@ -60,6 +61,10 @@ EAGER = "stock eager"
 COMPILE = "stock compile"
 COMPILE_RO = "stock compile (reduce-overhead)"
 GRAPH = "lenet_fast graph"
+# The training step timed while a busy-looping process per core competes for the CPU: how much a
+# shared machine (a compile, another run) slows each contender down (issue: OpenMP barriers that
+# spin lose whole time slices when a thread is descheduled).
+SHARED_TRAIN = "train step, machine shared"
 
 Fn = Callable[[], object]
 
@@ -71,6 +76,7 @@ class Case:
     flops: int  # per image
     build: Callable[[int, torch.device, tuple], dict]  # (batch, device, compile modes) -> {contender: fn}
     kind: str = "model"  # "model", "train" or "op"
+    contend: int = 0     # CPU-bound processes started beside the contenders while they are timed
 
 
 @dataclass
@@ -297,9 +303,11 @@ def cases(device: torch.device, full: bool = False, check: bool = False) -> list
     if not full:
         return [Case("inference", b, FWD_FLOPS, inference_case) for b in (1, 64, 1024)] + [
             Case("train step", 64, TRAIN_FLOPS, training_case, "train")]
+    shared = [] if device.type == "cuda" else [
+        Case(SHARED_TRAIN, b, TRAIN_FLOPS, training_case, "train", contend=os.cpu_count() or 1) for b in (64, 1024)]
     cuda = device.type == "cuda"
     out = [Case("inference", b, FWD_FLOPS, inference_case) for b in (1, 64, 1024, 16384) + ((65536,) if cuda else ())]
-    out += [Case("train step", b, TRAIN_FLOPS, training_case, "train") for b in (64, 1024)]
+    out += [Case("train step", b, TRAIN_FLOPS, training_case, "train") for b in (64, 1024)] + shared
     for op in OPS:
         for backward in (False, True):
             for b in (64, 1024) + ((65536,) if cuda else ()):
@@ -421,12 +429,40 @@ def count_launches(fn: Fn) -> tuple[int, int]:
     return launches, kernels
 
 
+def _spin():
+    while True:
+        pass
+
+
+class busy_processes:
+    """`n` CPU-bound processes (a busy loop each) for the duration of a with block."""
+
+    def __init__(self, n: int):
+        self.n, self.procs = n, []
+
+    def __enter__(self):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # no fork of a process that holds OpenMP and CUDA state
+        self.procs = [ctx.Process(target=_spin, daemon=True) for _ in range(self.n)]
+        for p in self.procs:
+            p.start()
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.join()
+
+
 def run_case(case: Case, device: torch.device, modes, rounds, round_ms, max_case_s, only=None) -> list[Result]:
     torch._dynamo.reset()  # each case compiles its own graphs; no recompile limits across cases
     contenders = case.build(case.batch, device, modes)
     if only:
         contenders = {k: v for k, v in contenders.items() if k in only or k == EAGER}
-    samples, iters = interleaved(contenders, device, rounds=rounds, round_ms=round_ms, max_case_s=max_case_s)
+    with busy_processes(case.contend):
+        samples, iters = interleaved(contenders, device, rounds=rounds, round_ms=round_ms, max_case_s=max_case_s)
     med = {k: statistics.median(v) for k, v in samples.items()}
     compiled = [med[k] for k in med if k.startswith(COMPILE)]
     best_compile = min(compiled) if compiled else float("nan")

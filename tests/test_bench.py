@@ -160,3 +160,15 @@ def test_train_speed_ratios_and_report(tmp_path, monkeypatch):
     assert "| lenet_fast model, fast loader (the default program) | 11.0 s | 5.0 s | 12,000 | 89.12% |" in text
     assert "end to end **9.09×**" in text and "Test CPU" in text
     assert "has not run on a GPU yet" in report.render("train-gpu")
+
+
+def test_shared_machine_case_starts_and_stops_its_competitors():
+    """The CPU's "machine shared" training case times the step beside a busy process per core."""
+    import os
+
+    shared = [c for c in bench.cases(torch.device("cpu"), full=True) if c.name == bench.SHARED_TRAIN]
+    assert [c.batch for c in shared] == [64, 1024] and all(c.contend == (os.cpu_count() or 1) for c in shared)
+    assert not [c for c in bench.cases(torch.device("cuda"), full=True) if c.name == bench.SHARED_TRAIN]
+    with bench.busy_processes(2) as busy:
+        assert len(busy.procs) == 2 and all(p.is_alive() for p in busy.procs)
+    assert not any(p.is_alive() for p in busy.procs)
