@@ -97,8 +97,7 @@ class LeNet5(nn.Module):
         if self.fc_backend == "triton" or torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             index = torch.arange(images.shape[0], device=images.device)
             return self(ops.gather_normalize(images, index, mean, std))
-        params = [p for p in self.parameters()]
-        return ops.lenet5_forward(images, params, self.conv1.padding[0], mean, std)
+        return ops.lenet5_forward(images, list(self.parameters()), self.conv1.padding[0], mean, std)
 
     @staticmethod
     def _forward_triton_fc(x, params, padding):

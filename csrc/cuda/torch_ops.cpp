@@ -280,21 +280,16 @@ at::Tensor gather_normalize_cuda(const at::Tensor& images, const at::Tensor& ind
   return out;
 }
 
-// uint8 images (N, ...) as float32, normalised by gather_normalize's kernel (the per-layer path).
-at::Tensor normalized(const char* op, const at::Tensor& x, double mean, double std) {
-  const at::Tensor src = x.contiguous();
-  const int64_t n = src.size(0), row = n ? src.numel() / n : 0;
-  const at::Tensor idx = at::arange(n, src.options().dtype(at::kLong));
-  at::Tensor out = new_output(src.sizes(), src.options().dtype(at::kFloat));
-  check_launch(op, launch_gather_normalize(src.numel() ? src.data_ptr<uint8_t>() : nullptr,
-                                           n ? idx.data_ptr<int64_t>() : nullptr, mut(out), n, n, row,
-                                           static_cast<float>(mean), static_cast<float>(std), stream()));
-  return out;
-}
-
 bool fused_geometry(const Lenet5Shape& s, int64_t padding) {
   return net_geometry_fits(s.c1.IC, s.c1.H, s.c1.W, padding, s.c1.OC, s.c2.OC, s.J1, s.J2, s.J3) &&
          s.c1.N <= int64_t{2147483647} * 8;
+}
+
+// The ten parameters, contiguous, in model order.
+std::vector<at::Tensor> contiguous_params(std::initializer_list<const at::Tensor*> params) {
+  std::vector<at::Tensor> c;
+  for (const at::Tensor* t : params) c.push_back(t->contiguous());
+  return c;
 }
 
 NetParams net_params(const std::vector<at::Tensor>& c) {  // contiguous, in model order
@@ -316,8 +311,7 @@ at::Tensor lenet5_forward_cuda(const at::Tensor& x, const at::Tensor& w1, const 
   const bool u8 = x.scalar_type() == at::kByte;
   at::Tensor y = new_output({N, s.J3}, x.options().dtype(at::kFloat));
   if (N == 0) return y;
-  std::vector<at::Tensor> c;
-  for (const at::Tensor* t : {&w1, &b1, &w2, &b2, &f1w, &f1b, &f2w, &f2b, &f3w, &f3b}) c.push_back(t->contiguous());
+  const std::vector<at::Tensor> c = contiguous_params({&w1, &b1, &w2, &b2, &f1w, &f1b, &f2w, &f2b, &f3w, &f3b});
   if (fused_geometry(s, padding)) {
     const at::Tensor xc = x.contiguous();
     check_launch(op, launch_net_forward(u8 ? nullptr : ptr(xc), u8 ? xc.data_ptr<uint8_t>() : nullptr,
@@ -325,7 +319,9 @@ at::Tensor lenet5_forward_cuda(const at::Tensor& x, const at::Tensor& w1, const 
                                         nullptr, N, s.c1.H, s.c1.W, padding, s.J3, stream()));
     return y;
   }
-  const at::Tensor xc = u8 ? normalized(op, x, mean, std) : x.contiguous();
+  // uint8 on the per-layer path: normalised by gather_normalize's kernel, every row in order
+  const at::Tensor xc = u8 ? gather_normalize_cuda(x, at::arange(N, x.options().dtype(at::kLong)), mean, std)
+                           : x.contiguous();
   at::Tensor a1 = new_output({N, s.c1.OC, s.c1.Ho / 2, s.c1.Wo / 2}, y.options());
   at::Tensor a2 = new_output({N, s.F}, y.options());
   at::Tensor h1 = new_output({N, s.J1}, y.options());
@@ -350,8 +346,7 @@ std::optional<std::tuple<at::Tensor, std::vector<at::Tensor>>> lenet5_forward_tr
   using G = NetGeometry;
   const Guard guard(x);
   const int64_t N = s.c1.N;
-  std::vector<at::Tensor> c;
-  for (const at::Tensor* t : {&w1, &b1, &w2, &b2, &f1w, &f1b, &f2w, &f2b, &f3w, &f3b}) c.push_back(t->contiguous());
+  const std::vector<at::Tensor> c = contiguous_params({&w1, &b1, &w2, &b2, &f1w, &f1b, &f2w, &f2b, &f3w, &f3b});
   const at::Tensor xc = x.contiguous();
   const auto o = x.options();
   at::Tensor logits = new_output({N, s.J3}, o);
