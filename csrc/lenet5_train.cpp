@@ -18,6 +18,9 @@
 
 #include "checks.h"
 
+#if !defined(LENET_FAST_CUDASIM)
+#include "cpu/net_ops.h"  // the CPU's whole-network step, a few parallel regions instead of one per op
+#endif
 #if defined(LENET_FAST_CUDASIM) || defined(LENET_FAST_WITH_CUDA)
 #include "cuda/net_ops.h"  // the CUDA build's fused kernels, tried first on its device
 #define LF_HAVE_FUSED 1
@@ -51,9 +54,15 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train(
     const T& x, const T& w1, const T& b1, const T& w2, const T& b2, const T& f1w, const T& f1b,
     const T& f2w, const T& f2b, const T& f3w, const T& f3b, int64_t padding) {
   // Validates every layer up front (same messages as lenet5_forward) before any kernel runs.
-  check_lenet5("lenet5_forward_train", x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding,
-               kind);
+  const Lenet5Shape s = check_lenet5("lenet5_forward_train", x, w1, b1, w2, b2, f1w, f1b, f2w, f2b,
+                                     f3w, f3b, padding, kind);
   at::AutoDispatchBelowADInplaceOrView below_autograd;
+#if !defined(LENET_FAST_CUDASIM)
+  if constexpr (kind == at::kCPU)
+    return cpu::lenet5_forward_train_fused(s, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding);
+#else
+  (void)s;
+#endif
 #ifdef LF_HAVE_FUSED
   if constexpr (kFused)
     if (auto fused = cuda::lenet5_forward_train_fused(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding))
@@ -87,6 +96,10 @@ std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, 
                              {"conv2_weight", &w2}, {"fc1_weight", &f1w}, {"fc2_weight", &f2w},
                              {"fc3_weight", &f3w}});
   at::AutoDispatchBelowADInplaceOrView below_autograd;
+#if !defined(LENET_FAST_CUDASIM)
+  if constexpr (kind == at::kCPU)
+    if (auto fused = cpu::lenet5_backward_fused(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, need)) return *fused;
+#endif
 #ifdef LF_HAVE_FUSED
   if constexpr (kFused)
     if (auto fused = cuda::lenet5_backward_fused(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, need)) return *fused;

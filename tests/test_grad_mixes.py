@@ -163,15 +163,18 @@ def _expected_backward_ops(mix, backend):
     some = lambda *i: int(bool(idx & set(i)))  # noqa: E731
     x = int(0 in idx)
     if backend == "native":
+        # A training step's mask takes the whole-network kernels (CPU: net_train.cpp, CUDA:
+        # lenet5.cu), which call no other op; any other mask, the per-layer ops below.
+        per_layer = int(mix != set(PARAMS))
         return {
             "lenet5_backward": 1,
-            "linear_backward_weight": some(9, 10) + some(7, 8) + some(5, 6),
-            "linear_backward_input": (d <= 8) + (d <= 6) + (d <= 4),
-            "tanh_backward": (d <= 8) + (d <= 6),
-            "tanh_pool_backward": (d <= 4) + x,
-            "conv5x5_backward_weight": some(3, 4) + (some(1, 2) and x),
-            "conv5x5_tanh_pool_backward_weight": some(1, 2) and not x,  # conv1 without the image's gradient
-            "conv5x5_backward_input": (d <= 2) + x,
+            "linear_backward_weight": per_layer * (some(9, 10) + some(7, 8) + some(5, 6)),
+            "linear_backward_input": per_layer * ((d <= 8) + (d <= 6) + (d <= 4)),
+            "tanh_backward": per_layer * ((d <= 8) + (d <= 6)),
+            "tanh_pool_backward": per_layer * ((d <= 4) + x),
+            "conv5x5_backward_weight": per_layer * (some(3, 4) + (some(1, 2) and x)),
+            "conv5x5_tanh_pool_backward_weight": per_layer * (some(1, 2) and not x),  # conv1, no image gradient
+            "conv5x5_backward_input": per_layer * ((d <= 2) + x),
         }
     return {  # per-layer autograd: Triton fc layers, conv5x5_tanh_pool ops
         "triton_linear_backward": 1 + (d <= 8) + (d <= 6),

@@ -98,27 +98,14 @@ std::tuple<at::Tensor, at::Tensor> backward_weight_impl(const char* op, const at
 
   const at::Tensor gc = grad.contiguous(), xc = x.contiguous();
   const at::Tensor ac = act ? act->contiguous() : at::Tensor();
-  cpu::ConvWeightGradArgs a{};
-  a.grad = gc.data_ptr<float>();
-  a.act = act ? ac.data_ptr<float>() : nullptr;
-  a.x = xc.data_ptr<float>();
   const std::vector<int32_t> taps = PackedConv::tap_offsets(s.IC, Hp, Wp);
-  a.taps = taps.data();
-  a.IC = s.IC;
-  a.H = s.H;
-  a.W = s.W;
-  a.OC = s.OC;
-  a.oc_tile = s.OC <= 8 ? 8 : 16;
-  a.OCP = cpu::round_up(s.OC, a.oc_tile);
-  a.pad = padding;
-  a.Ho = s.Ho;
-  a.Wo = s.Wo;
+  const cpu::ConvWeightGradArgs a = cpu::weight_grad_args(
+      s, taps.data(), gc.data_ptr<float>(), act ? ac.data_ptr<float>() : nullptr, xc.data_ptr<float>());
 
-  // Deterministic: the batch is cut into a fixed number of chunks that depends only on N (never
-  // on the thread count), each chunk sums into its own partial, and the partials are added in order.
-  const int64_t chunk = std::max<int64_t>(4, (s.N + 31) / 32);
+  // Deterministic: see weight_grad_chunk.
+  const int64_t chunk = cpu::weight_grad_chunk(s.N);
   const int64_t chunks = (s.N + chunk - 1) / chunk;
-  const int64_t part = K * a.OCP + a.OCP;
+  const int64_t part = cpu::weight_grad_partial_size(a);
   std::vector<float> partial(chunks * part, 0.0f);
   const int64_t scratch = cpu::conv_weight_grad_scratch(a);
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
@@ -129,14 +116,7 @@ std::tuple<at::Tensor, at::Tensor> backward_weight_impl(const char* op, const at
                                       dwt + K * a.OCP, buf.get());
     }
   });
-  for (int64_t c = 1; c < chunks; ++c)
-    for (int64_t i = 0; i < part; ++i) partial[i] += partial[c * part + i];
-  float* dwp = dw.data_ptr<float>();
-  float* dbp = db.data_ptr<float>();
-  for (int64_t o = 0; o < s.OC; ++o) {
-    for (int64_t k = 0; k < K; ++k) dwp[o * K + k] = partial[k * a.OCP + o];
-    dbp[o] = partial[K * a.OCP + o];
-  }
+  cpu::sum_weight_grad_partials(a, partial.data(), chunks, dw.data_ptr<float>(), db.data_ptr<float>());
   return {dw, db};
 }
 

@@ -60,6 +60,46 @@ inline int64_t conv_grain(const ConvShape& s) {
   return std::max<int64_t>(1, 2000000 / std::max<int64_t>(flops, 1));
 }
 
+// Images per weight-gradient partial sum. It depends only on N, never on the thread count: each
+// chunk sums into its own partial and the partials are added in chunk order, so the gradient is
+// bit-identical however many threads run.
+inline int64_t weight_grad_chunk(int64_t N) { return std::max<int64_t>(4, (N + 31) / 32); }
+
+// conv_weight_grad's arguments for a convolution of shape s; taps from PackedConv::tap_offsets.
+inline ConvWeightGradArgs weight_grad_args(const ConvShape& s, const int32_t* taps, const float* grad,
+                                           const float* act, const float* x) {
+  ConvWeightGradArgs a{};
+  a.grad = grad;
+  a.act = act;
+  a.x = x;
+  a.taps = taps;
+  a.IC = s.IC;
+  a.H = s.H;
+  a.W = s.W;
+  a.OC = s.OC;
+  a.oc_tile = s.OC <= 8 ? 8 : 16;
+  a.OCP = round_up(s.OC, a.oc_tile);
+  a.pad = s.pad;
+  a.Ho = s.Ho;
+  a.Wo = s.Wo;
+  return a;
+}
+
+// Floats of one chunk's partial: dW^T (IC*25, OCP) then db (OCP).
+inline int64_t weight_grad_partial_size(const ConvWeightGradArgs& a) { return (a.IC * kTaps + 1) * a.OCP; }
+
+// dw (OC, IC*25) and db (OC) from `chunks` partials, added in chunk order (into partial 0).
+inline void sum_weight_grad_partials(const ConvWeightGradArgs& a, float* partial, int64_t chunks, float* dw,
+                                     float* db) {
+  const int64_t part = weight_grad_partial_size(a), K = a.IC * kTaps;
+  for (int64_t c = 1; c < chunks; ++c)
+    for (int64_t i = 0; i < part; ++i) partial[i] += partial[c * part + i];
+  for (int64_t o = 0; o < a.OC; ++o) {
+    for (int64_t k = 0; k < K; ++k) dw[o * K + k] = partial[k * a.OCP + o];
+    db[o] = partial[K * a.OCP + o];
+  }
+}
+
 inline ConvForwardArgs forward_args(const ConvShape& s, const PackedConv& p, const float* x) {
   ConvForwardArgs a{};
   a.x = x;

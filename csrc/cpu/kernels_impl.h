@@ -286,6 +286,35 @@ void conv_forward(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scrat
 // ------------------------------------------------------------------------------------------------
 // Convolution weight gradient
 
+// One row of the 2x2 average pool's backward, through tanh when act (the saved activation row)
+// is given: d[0 .. W) from the pooled gradient row gr[0 .. W/2). Four pooled gradients at a time,
+// each duplicated to its two columns; an odd last column gets 0. Per element the arithmetic of
+// tanh_pool_backward_f32, so vector and scalar columns give the same bits.
+LF_INLINE void pool_backward_row(const float* gr, const float* act, float* d, int64_t W) {
+  const int64_t Wq = W / 2;
+  int64_t qx = 0;
+  for (; qx + 4 <= Wq; qx += 4) {
+    v4f g4;
+    __builtin_memcpy(&g4, gr + qx, sizeof g4);
+    const v8f gg = __builtin_shufflevector(g4, g4, 0, 0, 1, 1, 2, 2, 3, 3) * splat8(0.25f);
+    if (act) {
+      const v8f av = load8(act + 2 * qx);
+      store8(d + 2 * qx, gg * (splat8(1.0f) - av * av));  // tanh_backward_f32
+    } else {
+      store8(d + 2 * qx, gg);
+    }
+  }
+  for (; qx < Wq; ++qx) {
+    if (act) {
+      d[2 * qx] = tanh_pool_backward_f32(gr[qx], act[2 * qx], true);
+      d[2 * qx + 1] = tanh_pool_backward_f32(gr[qx], act[2 * qx + 1], true);
+    } else {
+      d[2 * qx] = d[2 * qx + 1] = 0.25f * gr[qx];
+    }
+  }
+  if (W % 2) d[W - 1] = 0.0f;
+}
+
 // The gradient at conv output row (oc, yy) of image n, out[0 .. Wo): read as is, or, for the
 // fused op, taken back through the 2x2 pool and tanh from the pooled gradient and the saved
 // activation. Row at a time, so the index arithmetic is paid once per row rather than per pixel
@@ -303,12 +332,7 @@ LF_INLINE void conv_out_grad_row(const ConvWeightGradArgs& a, int64_t n, int64_t
     for (int64_t xx = 0; xx < a.Wo; ++xx) out[xx] = tanh_pool_backward_f32(0.0f, act[xx], false);
     return;
   }
-  const float* gq = a.grad + ((n * a.OC + oc) * Hq + yy / 2) * Wq;
-  for (int64_t q = 0; q < Wq; ++q) {
-    out[2 * q] = tanh_pool_backward_f32(gq[q], act[2 * q], true);
-    out[2 * q + 1] = tanh_pool_backward_f32(gq[q], act[2 * q + 1], true);
-  }
-  if (a.Wo & 1) out[a.Wo - 1] = tanh_pool_backward_f32(0.0f, act[a.Wo - 1], false);
+  pool_backward_row(a.grad + ((n * a.OC + oc) * Hq + yy / 2) * Wq, act, out, a.Wo);
 }
 
 template <int NV, int KB>
@@ -381,15 +405,17 @@ void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64
     const float* xp = padded_image_copy(a.x + n * a.IC * a.H * a.W, a.IC, a.H, a.W, a.pad, xbuf);
     for (int64_t oc = 0; oc < a.OC; ++oc) {
       float* row = gw + oc * Q;
-      float sum = 0.0f;
       for (int64_t yy = 0; yy < a.Ho; ++yy) {
         float* r = row + yy * Wp;
         conv_out_grad_row(a, n, oc, yy, r);
         for (int64_t xx = a.Wo; xx < Wp; ++xx) r[xx] = 0.0f;
-        for (int64_t xx = 0; xx < Wp; ++xx) sum += r[xx];  // same order as before: bit-identical
       }
       for (int64_t q = a.Ho * Wp; q < Q; ++q) row[q] = 0.0f;
-      db[oc] += sum;
+      // The bias gradient in 8 lanes, then across them: one add per 8 values, not a serial chain
+      // of scalar adds (which cost more than all of this kernel's multiply-adds).
+      v8f sum = v8f{};
+      for (int64_t q = 0; q < Q; q += 8) sum += load8(row + q);
+      db[oc] += hsum8(sum);
     }
     for (int64_t oc0 = 0; oc0 < a.OC; oc0 += OCB) {
       const float* gc[OCB];
@@ -695,28 +721,7 @@ LF_INLINE void pool_backward_planes(const float* g, const float* act, float* dx,
         for (int64_t xx = 0; xx < W; ++xx) d[xx] = 0.0f;
         continue;
       }
-      const float* gr = g + (p * Hq + yy / 2) * Wq;
-      int64_t qx = 0;
-      for (; qx + 4 <= Wq; qx += 4) {  // 4 pooled gradients, each duplicated to its 2 columns
-        v4f g4;
-        __builtin_memcpy(&g4, gr + qx, sizeof g4);
-        const v8f gg = __builtin_shufflevector(g4, g4, 0, 0, 1, 1, 2, 2, 3, 3) * splat8(0.25f);
-        if (a) {
-          const v8f av = load8(a + 2 * qx);
-          store8(d + 2 * qx, gg * (splat8(1.0f) - av * av));  // tanh_backward_f32
-        } else {
-          store8(d + 2 * qx, gg);
-        }
-      }
-      for (; qx < Wq; ++qx) {
-        if (a) {
-          d[2 * qx] = tanh_pool_backward_f32(gr[qx], a[2 * qx], true);
-          d[2 * qx + 1] = tanh_pool_backward_f32(gr[qx], a[2 * qx + 1], true);
-        } else {
-          d[2 * qx] = d[2 * qx + 1] = 0.25f * gr[qx];
-        }
-      }
-      if (W % 2) d[W - 1] = 0.0f;
+      pool_backward_row(g + (p * Hq + yy / 2) * Wq, a, d, W);
     }
   }
 }

@@ -1,6 +1,7 @@
 // lenet5_forward on the CPU: the whole network per block of images, so each thread carries a few
 // images through every layer while their activations (about 6 KB per image) are still in L1/L2,
-// and a batch of one costs one dispatch instead of five.
+// and a batch of one costs one dispatch instead of five. One parallel region per call, blocks
+// taken dynamically (parallel.h); a small batch stays on the calling thread.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -11,6 +12,7 @@
 #include "../checks.h"
 #include "conv_pack.h"
 #include "kernels.h"
+#include "parallel.h"
 
 namespace lenet_fast {
 namespace {
@@ -49,29 +51,35 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const a
   const int64_t scratch = std::max(cpu::conv_forward_scratch(s.c1.IC, s.c1.H + 2 * padding, s.c1.W + 2 * padding),
                                    cpu::conv_forward_scratch(s.c2.IC, s.c2.H, s.c2.W));
 
-  at::parallel_for(0, N, kBlock, [&](int64_t n0, int64_t n1) {
-    const auto a1 = cpu::scratch_buffer(kBlock * out1), a2 = cpu::scratch_buffer(kBlock * s.F),
-               h1 = cpu::scratch_buffer(kBlock * s.J1), h2 = cpu::scratch_buffer(kBlock * s.J2),
-               pad_buf = cpu::scratch_buffer(scratch);
-    const cpu::Kernels& k = cpu::kernels();
-    for (int64_t n = n0; n < n1; n += kBlock) {
-      const int64_t m = std::min(kBlock, n1 - n);
-      cpu::ConvForwardArgs c1 = cpu::forward_args(s.c1, p1, xc.data_ptr<float>() + n * in1);
-      c1.y = a1.get();
-      c1.fused = true;
-      k.conv_forward(c1, 0, m, pad_buf.get());
-      cpu::ConvForwardArgs c2 = cpu::forward_args(s.c2, p2, a1.get());
-      c2.y = a2.get();
-      c2.fused = true;
-      k.conv_forward(c2, 0, m, pad_buf.get());
-      k.linear_forward({a2.get(), f1wc.data_ptr<float>(), f1bc.data_ptr<float>(), h1.get(),
-                        s.F, s.J1, true}, 0, m);
-      k.linear_forward({h1.get(), f2wc.data_ptr<float>(), f2bc.data_ptr<float>(), h2.get(),
-                        s.J1, s.J2, true}, 0, m);
-      k.linear_forward({h2.get(), f3wc.data_ptr<float>(), f3bc.data_ptr<float>(),
-                        y.data_ptr<float>() + n * s.J3, s.J2, s.J3, false}, 0, m);
-    }
-  });
+  const int64_t per_image = 2 * kTaps * (s.c1.Ho * s.c1.Wo * s.c1.OC * s.c1.IC + s.c2.Ho * s.c2.Wo * s.c2.OC * s.c2.IC) +
+                            2 * (s.F * s.J1 + s.J1 * s.J2 + s.J2 * s.J3);
+  struct Buffers {
+    std::unique_ptr<float[]> a1, a2, h1, h2, pad;
+  };
+  cpu::run_jobs((N + kBlock - 1) / kBlock, cpu::threads_for(N * per_image),
+                [&] {
+                  return Buffers{cpu::scratch_buffer(kBlock * out1), cpu::scratch_buffer(kBlock * s.F),
+                                 cpu::scratch_buffer(kBlock * s.J1), cpu::scratch_buffer(kBlock * s.J2),
+                                 cpu::scratch_buffer(scratch)};
+                },
+                [&](int64_t j, Buffers& b) {
+                  const cpu::Kernels& k = cpu::kernels();
+                  const int64_t n = j * kBlock, m = std::min(kBlock, N - n);
+                  cpu::ConvForwardArgs c1 = cpu::forward_args(s.c1, p1, xc.data_ptr<float>() + n * in1);
+                  c1.y = b.a1.get();
+                  c1.fused = true;
+                  k.conv_forward(c1, 0, m, b.pad.get());
+                  cpu::ConvForwardArgs c2 = cpu::forward_args(s.c2, p2, b.a1.get());
+                  c2.y = b.a2.get();
+                  c2.fused = true;
+                  k.conv_forward(c2, 0, m, b.pad.get());
+                  k.linear_forward({b.a2.get(), f1wc.data_ptr<float>(), f1bc.data_ptr<float>(), b.h1.get(), s.F,
+                                    s.J1, true}, 0, m);
+                  k.linear_forward({b.h1.get(), f2wc.data_ptr<float>(), f2bc.data_ptr<float>(), b.h2.get(), s.J1,
+                                    s.J2, true}, 0, m);
+                  k.linear_forward({b.h2.get(), f3wc.data_ptr<float>(), f3bc.data_ptr<float>(),
+                                    y.data_ptr<float>() + n * s.J3, s.J2, s.J3, false}, 0, m);
+                });
   return y;
 }
 
