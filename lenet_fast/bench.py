@@ -13,7 +13,7 @@ Contenders, all with identical weights:
     stock compile (reduce-overhead)  CUDA only: torch.compile with CUDA graphs
 
 Cases: whole-model inference at batch 1, 64, 1024, 16384 (and 65536 on CUDA); a training step
-(forward, CrossEntropyLoss, backward, Adam) at 64 and 1024, and on the CPU the same again with a
+(forward, CrossEntropyLoss, backward, fused Adam) at 64 and 1024, and on the CPU the same again with a
 busy-looping process per core competing ("train step, machine shared"); each fused op forward and
 forward+backward (conv+tanh+pool for conv1 and conv2, linear+tanh for fc1 and fc2, linear for fc3).
 
@@ -175,7 +175,10 @@ def training_case(batch, device, modes):
     y = torch.randint(0, 10, (batch,), device=device)
 
     def run(name, model):
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        # torch's fused Adam, for every contender, as python -m lenet_fast.train builds it: the
+        # for-loop Adam is ~80 small ops a step, a third of a batch-64 step here, and on a shared
+        # machine its parallel regions alone cost more than the whole rest of the step.
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
         begin = _step_begin(name)
 
         def f():
