@@ -1,5 +1,8 @@
-// lenet5_forward_train / lenet5_backward: the training step's forward and backward as two ops,
-// composed from the per-layer ops. Device-generic: the inner calls go through the dispatcher
+// lenet5_forward_train / lenet5_backward: the training step's forward and backward as two ops.
+// On the CPU, the whole-network step of csrc/cpu/net_train.cpp (three parallel regions); in a CUDA
+// build on its device, the fused kernels of csrc/cuda/lenet5.cu; otherwise (other shapes, a
+// gradient mask they do not serve, the simulated CUDA build) composed from the per-layer ops.
+// Device-generic: the inner calls go through the dispatcher
 // (below autograd, so they cost a C++ dispatch each, not a trip through Python), reaching the CPU
 // or CUDA kernels of whatever device the tensors are on.
 //

@@ -528,6 +528,21 @@ void conv_input_grad(const ConvInputGradArgs& a, int64_t n0, int64_t n1, float* 
 // ------------------------------------------------------------------------------------------------
 // Linear layers, on nn.Linear's layouts: x (N, K), W (J, K), y (N, J).
 
+// Elementwise tanh over [i0, i1) of a flat array (in place allowed). Every element goes through
+// tanh8, the tail too (through a padded copy), so a value's bits never depend on where a range
+// boundary falls.
+void tanh_forward(const float* x, float* y, int64_t i0, int64_t i1) {
+  int64_t i = i0;
+  for (; i + 8 <= i1; i += 8) store8(y + i, tanh8(load8(x + i)));
+  if (i < i1) {
+    float tmp[8] = {};
+    for (int64_t l = 0; l < i1 - i; ++l) tmp[l] = x[i + l];
+    store8(tmp, tanh8(load8(tmp)));
+    for (int64_t l = 0; l < i1 - i; ++l) y[i + l] = tmp[l];
+  }
+}
+
+
 // out[r][c] = dot(x row r, W row c) over K: RN x RJ dot products, vectorised along K.
 template <int RN, int RJ>
 LF_INLINE void dot_tile(const float* const (&xr)[RN], const float* const (&wr)[RJ], int64_t K,
@@ -562,12 +577,9 @@ LF_INLINE void linear_rows(const LinearArgs& a, int64_t n, int64_t j0) {
   LF_UNROLL for (int c = 0; c < RJ; ++c) wr[c] = a.w + min64(j0 + c, a.J - 1) * a.K;
   float out[RN][RJ];
   dot_tile<RN, RJ>(xr, wr, a.K, out);
-  for (int r = 0; r < RN; ++r) {
-    for (int c = 0; c < RJ && j0 + c < a.J; ++c) {
-      float v = out[r][c] + (a.bias ? a.bias[j0 + c] : 0.0f);
-      a.y[(n + r) * a.J + j0 + c] = a.apply_tanh ? tanh_f32(v) : v;
-    }
-  }
+  for (int r = 0; r < RN; ++r)
+    for (int c = 0; c < RJ && j0 + c < a.J; ++c)
+      a.y[(n + r) * a.J + j0 + c] = out[r][c] + (a.bias ? a.bias[j0 + c] : 0.0f);
 }
 
 void linear_forward(const LinearArgs& a, int64_t n0, int64_t n1) {
@@ -577,6 +589,9 @@ void linear_forward(const LinearArgs& a, int64_t n0, int64_t n1) {
     for (; n + RN <= n1; n += RN) linear_rows<RN, RJ>(a, n, j0);
     for (; n < n1; ++n) linear_rows<1, RJ>(a, n, j0);
   }
+  // tanh over the rows just written (contiguous, in cache), 8 at a time: one scalar tanh per
+  // output cost more than the layer's dot products.
+  if (a.apply_tanh) tanh_forward(a.y, a.y, n0 * a.J, n1 * a.J);
 }
 
 // dx rows r of a tile: dx[n][k0 .. k0 + 8 NV) = sum_j g[n][j] W[j][k0 ..]
@@ -682,12 +697,6 @@ void linear_backward_weight(const float* g, const float* x, float* dw, float* db
 
 // ------------------------------------------------------------------------------------------------
 // Elementwise and pooling
-
-void tanh_forward(const float* x, float* y, int64_t i0, int64_t i1) {
-  int64_t i = i0;
-  for (; i + 8 <= i1; i += 8) store8(y + i, tanh8(load8(x + i)));
-  for (; i < i1; ++i) y[i] = tanh_f32(x[i]);
-}
 
 void tanh_backward(const float* g, const float* y, float* dx, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) dx[i] = tanh_backward_f32(g[i], y[i]);
