@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 
 #if defined(__CUDACC__)
 #define LF_HD __host__ __device__ __forceinline__
@@ -36,63 +35,37 @@ LF_HD float normalize_u8(uint8_t v, float mean, float std) {
 struct ScalarOps {
   using V = float;
   LF_HD static float splat(float s) { return s; }
-  // 2^n for an integral-valued n in [-126, 127].
-  LF_HD static float pow2i(float n) {
-    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-#if defined(__CUDA_ARCH__)
-    return __int_as_float(bits);
-#else
-    float f;
-    std::memcpy(&f, &bits, sizeof f);
-    return f;
-#endif
-  }
 };
 
-// e^v for v in [0, 88]: v = n ln2 + r with |r| <= ln2/2, e^r by its degree-7 Taylor polynomial
-// (truncation error < 6e-9 relative), then scaled by 2^n through the exponent bits.
-template <class Ops>
-LF_HD typename Ops::V exp_nonneg(typename Ops::V v) {
-  using V = typename Ops::V;
-  const V round_magic = Ops::splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  const V n = (v * Ops::splat(1.44269504088896341f) + round_magic) - round_magic;
-  // ln2 split in two so that n * ln2_hi is exact (Cody and Waite).
-  const V r = (v - n * Ops::splat(0.693359375f)) - n * Ops::splat(-2.12194440e-4f);
-  V p = Ops::splat(1.0f / 5040.0f);
-  p = p * r + Ops::splat(1.0f / 720.0f);
-  p = p * r + Ops::splat(1.0f / 120.0f);
-  p = p * r + Ops::splat(1.0f / 24.0f);
-  p = p * r + Ops::splat(1.0f / 6.0f);
-  p = p * r + Ops::splat(0.5f);
-  p = p * r + Ops::splat(1.0f);
-  p = p * r + Ops::splat(1.0f);
-  return p * Ops::pow2i(n);
-}
-
-// tanh in float32, within ~2 ulp of the correctly rounded result, with no branches so that the CPU
-// version vectorises:
-//   |x| <  0.625: x + x^3 P(x^2), P fitted for relative error (< 1 ulp) on [0, 0.625];
-//   |x| >= 0.625: sign(x) (1 - 2 / (e^{2|x|} + 1)), where the cancellation costs at most one bit.
-// NaN propagates through the polynomial branch; +-inf gives +-1 like torch.tanh.
+// tanh in float32 as one rational function, with no branches so that the CPU version vectorises:
+//   tanh(x) ~ t P(t^2) / Q(t^2),  t = x clamped to [-9.1, 9.1],
+// P and Q of degree 4, fitted here (iteratively reweighted least squares on the relative error over
+// [0, 9.1]: 2.3e-8 in exact arithmetic). Beyond 9.1, tanh rounds to +-1 in float32 and so does
+// this. Evaluated in float32 the rounding of P and Q dominates: within 3.5 eps |tanh(x)| of
+// float64 (every float32 in [4, 9.2), where it is largest: 2.8 with FMA, 3.3 without; about 3.9e-7
+// absolute, 6-7 ulp of values just below 1), against 2 eps for the exponential form it replaced
+// (a polynomial below |x| = 0.625, 1 - 2 / (e^{2|x|} + 1) above) at about 2.5x the cost: this is
+// 13 operations with one division (conv1's forward at batch 64 on one thread: 492 -> 374 us).
+// Well inside the project's accuracy rule (2x stock's error + 1e-6). NaN propagates (the clamp
+// keeps it), +-inf gives +-1, -0 gives -0.
 template <class Ops>
 LF_HD typename Ops::V tanh_impl(typename Ops::V x) {
   using V = typename Ops::V;
-  const V zero = Ops::splat(0.0f);
-  const V ax = x < zero ? -x : x;
-  const V z = x * x;
-  V p = Ops::splat(0.0021437746472656727f);
-  p = p * z + Ops::splat(-0.008178940042853355f);
-  p = p * z + Ops::splat(0.021701669320464134f);
-  p = p * z + Ops::splat(-0.05394702032208443f);
-  p = p * z + Ops::splat(0.13333208858966827f);
-  p = p * z + Ops::splat(-0.3333333134651184f);
-  const V small = x + x * z * p;
-  V v = ax + ax;
-  v = v < Ops::splat(88.0f) ? v : Ops::splat(88.0f);  // also maps NaN to 88: no NaN reaches pow2i
-  const V e = exp_nonneg<Ops>(v);
-  const V big = Ops::splat(1.0f) - Ops::splat(2.0f) / (e + Ops::splat(1.0f));
-  const V big_signed = x < zero ? -big : big;
-  return ax >= Ops::splat(0.625f) ? big_signed : small;
+  const V hi = Ops::splat(9.1f), lo = Ops::splat(-9.1f);
+  V t = x > hi ? hi : x;
+  t = t < lo ? lo : t;
+  const V z = t * t;
+  V p = Ops::splat(1.3177902e-08f);
+  p = p * z + Ops::splat(2.0481479e-05f);
+  p = p * z + Ops::splat(3.4878296e-03f);
+  p = p * z + Ops::splat(1.3374491e-01f);
+  p = p * z + Ops::splat(1.0f);
+  V q = Ops::splat(7.7042068e-07f);
+  q = q * z + Ops::splat(3.2729498e-04f);
+  q = q * z + Ops::splat(2.5847459e-02f);
+  q = q * z + Ops::splat(4.6707806e-01f);
+  q = q * z + Ops::splat(1.0f);
+  return t * p / q;
 }
 
 LF_HD float tanh_f32(float x) { return tanh_impl<ScalarOps>(x); }

@@ -50,21 +50,20 @@ if HAVE_TRITON:
 
     @triton.jit
     def _tanh(x):
-        # The split of csrc/kernel_math.h: x + x^3 P(x^2) below 0.625, 1 - 2 / (e^{2|x|} + 1) above.
-        ax = tl.abs(x)
-        z = x * x
-        p = 0.0021437746472656727
-        p = p * z - 0.008178940042853355
-        p = p * z + 0.021701669320464134
-        p = p * z - 0.05394702032208443
-        p = p * z + 0.13333208858966827
-        p = p * z - 0.3333333134651184
-        small = x + x * z * p
-        v = ax + ax
-        v = tl.where(v < 88.0, v, 88.0)
-        big = 1.0 - 2.0 / (tl.exp(v) + 1.0)
-        big = tl.where(x < 0, -big, big)
-        return tl.where(ax >= 0.625, big, small)
+        # The rational function of csrc/kernel_math.h: t P(t^2) / Q(t^2), t = x clamped to +-9.1.
+        t = tl.minimum(tl.maximum(x, -9.1), 9.1)
+        z = t * t
+        p = 1.3177902e-08
+        p = p * z + 2.0481479e-05
+        p = p * z + 3.4878296e-03
+        p = p * z + 1.3374491e-01
+        p = p * z + 1.0
+        q = 7.7042068e-07
+        q = q * z + 3.2729498e-04
+        q = q * z + 2.5847459e-02
+        q = q * z + 4.6707806e-01
+        q = q * z + 1.0
+        return t * p / q
 
     @triton.jit
     def _lenet_fast_matmul_kernel(  # "lenet_fast" in the name: gpu_check.sh sanitizes kernels by name

@@ -134,12 +134,21 @@ def test_tanh(device, cpu_isa, shape, layout):
 
 
 def test_tanh_full_range(device, cpu_isa):
-    """Every regime of the polynomial/exponential split, against float64."""
-    x = torch.cat([torch.linspace(-12, 12, 100001), torch.tensor([0.0, -0.0, 0.625, -0.625, 9.0, 88.0, -1e-30, 1e-30])]).to(device)
+    """The rational tanh of csrc/kernel_math.h over its whole range and past its clamp, against
+    float64: within 3.5 eps |tanh(x)| (its documented bound), every float32 in [4, 9.2) included
+    (where the error is largest, tanh being nearly 1), and exact where float32 tanh is (-0, tiny
+    values, +-1 beyond the clamp, infinities, NaN)."""
+    special = [0.0, -0.0, 9.1, -9.1, 9.2, 88.0, -1e-30, 1e-30, 1e-8]
+    as_int = lambda v: torch.tensor(v).view(torch.int32).item()  # noqa: E731
+    every = torch.arange(as_int(4.0), as_int(9.2), dtype=torch.int32).view(torch.float32)
+    x = torch.cat([torch.linspace(-12, 12, 100001), every, -every[::7], torch.tensor(special)]).to(device)
     ours = ops.tanh(x).double()
     ref = torch.tanh(x.double())
     ulp = torch.finfo(torch.float32).eps * ref.abs().clamp_min(torch.finfo(torch.float32).tiny)
-    assert ((ours - ref).abs() / ulp).max().item() <= 2.0
+    assert ((ours - ref).abs() / ulp).max().item() <= 3.5
+    edge = ops.tanh(torch.tensor([-0.0, 1e-30, 9.2, -20.0, float("inf"), -float("inf"), float("nan")], device=device))
+    assert torch.equal(edge[:6].cpu(), torch.tensor([-0.0, 1e-30, 1.0, -1.0, 1.0, -1.0]))
+    assert torch.signbit(edge[0]) and torch.isnan(edge[6])
 
 
 # (N, K, J): fc1, fc2, fc3 at several batches, then odd widths (vector tails, tile tails)

@@ -26,14 +26,10 @@ LF_HD float hsum8(v8f v) {
   return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
-// The vector twin of ScalarOps in kernel_math.h, so tanh_impl<> runs the identical polynomial.
+// The vector twin of ScalarOps in kernel_math.h, so tanh_impl<> runs the identical arithmetic.
 struct Vec8Ops {
   using V = v8f;
   LF_HD static v8f splat(float s) { return splat8(s); }
-  LF_HD static v8f pow2i(v8f n) {
-    const v8i bits = (__builtin_convertvector(n, v8i) + 127) << 23;
-    return __builtin_bit_cast(v8f, bits);
-  }
 };
 
 LF_HD v8f tanh8(v8f x) { return tanh_impl<Vec8Ops>(x); }
