@@ -54,10 +54,18 @@ inline void check_image_size(const char* op, int64_t IC, int64_t Hp, int64_t Wp)
            Wp, " values is too large for 32-bit tap offsets; split the channels");
 }
 
+// FLOPs (a multiply-add counting 2) of one image through a convolution, and through the network.
+inline int64_t conv_flops(const ConvShape& s) { return 2 * s.Ho * s.Wo * s.OC * s.IC * kTaps; }
+inline int64_t fc_flops(int64_t F, int64_t J1, int64_t J2, int64_t J3) {
+  return 2 * (F * J1 + J1 * J2 + J2 * J3);
+}
+inline int64_t lenet5_flops(const Lenet5Shape& s) {
+  return conv_flops(s.c1) + conv_flops(s.c2) + fc_flops(s.F, s.J1, s.J2, s.J3);
+}
+
 // Images per thread chunk: enough work (~2 MFLOP) to pay for waking a thread.
 inline int64_t conv_grain(const ConvShape& s) {
-  const int64_t flops = 2 * s.Ho * s.Wo * s.OC * s.IC * kTaps;
-  return std::max<int64_t>(1, 2000000 / std::max<int64_t>(flops, 1));
+  return std::max<int64_t>(1, 2000000 / std::max<int64_t>(conv_flops(s), 1));
 }
 
 // Images per weight-gradient partial sum. It depends only on N, never on the thread count: each

@@ -51,12 +51,10 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const a
   const int64_t scratch = std::max(cpu::conv_forward_scratch(s.c1.IC, s.c1.H + 2 * padding, s.c1.W + 2 * padding),
                                    cpu::conv_forward_scratch(s.c2.IC, s.c2.H, s.c2.W));
 
-  const int64_t per_image = 2 * kTaps * (s.c1.Ho * s.c1.Wo * s.c1.OC * s.c1.IC + s.c2.Ho * s.c2.Wo * s.c2.OC * s.c2.IC) +
-                            2 * (s.F * s.J1 + s.J1 * s.J2 + s.J2 * s.J3);
   struct Buffers {
     std::unique_ptr<float[]> a1, a2, h1, h2, pad;
   };
-  cpu::run_jobs((N + kBlock - 1) / kBlock, cpu::threads_for(N * per_image),
+  cpu::run_jobs((N + kBlock - 1) / kBlock, cpu::threads_for(N * cpu::lenet5_flops(s)),
                 [&] {
                   return Buffers{cpu::scratch_buffer(kBlock * out1), cpu::scratch_buffer(kBlock * s.F),
                                  cpu::scratch_buffer(kBlock * s.J1), cpu::scratch_buffer(kBlock * s.J2),

@@ -29,8 +29,6 @@ namespace {
 
 constexpr int64_t kTrainBlock = 8;  // images per forward job
 
-int64_t conv_flops(const ConvShape& c) { return 2 * c.Ho * c.Wo * c.OC * c.IC * kTaps; }
-int64_t fc_flops(int64_t F, int64_t J1, int64_t J2, int64_t J3) { return 2 * (F * J1 + J1 * J2 + J2 * J3); }
 float* f32(const at::Tensor& t) { return t.data_ptr<float>(); }
 
 // One output-row range of one fc layer's weight gradient (linear_backward_weight's arguments).
@@ -84,10 +82,10 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_fused(
   const LinearArgs l1{f32(flat), f32(f1wc), f32(f1bc), f32(h1), s.F, s.J1, true};
   const LinearArgs l2{f32(h1), f32(f2wc), f32(f2bc), f32(h2), s.J1, s.J2, true};
   const LinearArgs l3{f32(h2), f32(f3wc), f32(f3bc), f32(logits), s.J2, s.J3, false};
-  const int64_t scratch = std::max(conv_forward_scratch(s.c1.IC, Hp, Wp), conv_forward_scratch(s.c2.IC, s.c2.H, s.c2.W));
-  const int64_t per_image = conv_flops(s.c1) + conv_flops(s.c2) + fc_flops(s.F, s.J1, s.J2, s.J3);
+  const int64_t scratch =
+      std::max(conv_forward_scratch(s.c1.IC, Hp, Wp), conv_forward_scratch(s.c2.IC, s.c2.H, s.c2.W));
 
-  run_jobs((N + kTrainBlock - 1) / kTrainBlock, threads_for(N * per_image),
+  run_jobs((N + kTrainBlock - 1) / kTrainBlock, threads_for(N * lenet5_flops(s)),
            [&] { return scratch_buffer(scratch); },
            [&](int64_t j, std::unique_ptr<float[]>& buf) {
              const Kernels& k = kernels();
