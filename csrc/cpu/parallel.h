@@ -4,8 +4,8 @@
 //
 // A parallel region ends in a barrier: every thread waits for the slowest. On a machine shared with
 // another CPU-bound process a thread can be descheduled for a whole time slice (milliseconds), and
-// a training step of a dozen regions (one per layer op, as it was) collapsed to 20-35x its quiet
-// time. Here: (1) a step is three regions; (2) jobs are taken dynamically, so when one thread is
+// a training step of a dozen or more regions (one per layer op, as it was) collapsed to 19-26x its
+// quiet time (issue 12: epochs of the training program beside a compile). Here: (1) a step is three regions; (2) jobs are taken dynamically, so when one thread is
 // descheduled the others take the jobs it has not started rather than wait for its share; (3) when
 // the calling thread still spends most of a region waiting for the others -- someone else has the
 // cores -- the next regions for kSoloNs run on the calling thread alone, which then never waits,
