@@ -165,6 +165,10 @@ struct Lenet5TrainFunction : public torch::autograd::Function<Lenet5TrainFunctio
                                           const T&, const T&, const T&, const T&, const T&, int64_t)>(
             LF_OPS "lenet5_forward_train");
     auto [logits, saved] = fwd.call(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding);
+    // The saved activations are outputs too, and never get a gradient: without this, autograd
+    // would fill a zero gradient of each one's shape before every backward (2.5 MB at batch 64,
+    // 0.4 ms of a one-thread step).
+    ctx->set_materialize_grads(false);
     ctx->saved_data["padding"] = padding;
     std::vector<T> to_save = {x, w1, w2, f1w, f2w, f3w};
     to_save.insert(to_save.end(), saved.begin(), saved.end());

@@ -77,3 +77,20 @@ def test_whole_network_backward_declines_foreign_saved_tensors():
     weights = [params[i] for i in (0, 2, 4, 6, 8)]
     with pytest.raises(RuntimeError, match="tanh_pool_backward|conv5x5"):
         O.lenet5_backward(torch.randn_like(logits), x, *weights, saved, 2, [False] + [True] * 10)
+
+
+def test_backward_materialises_no_gradient_for_the_saved_activations():
+    """lenet5_forward_train returns the activations it saves as outputs that never get a gradient;
+    autograd must not fill a zero gradient of each one's shape before the backward (2.5 MB of
+    zeros a step at batch 64: set_materialize_grads(false) in csrc/lenet5_train.cpp)."""
+    torch.manual_seed(0)
+    model = LeNet5()
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    loss = F.cross_entropy(model(x), y)
+    saved_shapes = [[16, 6, 28, 28], [16, 6, 14, 14], [16, 16, 10, 10], [16, 400], [16, 120], [16, 84]]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        loss.backward()
+    fills = [(e.name, e.input_shapes[0]) for e in prof.events()
+             if e.name in ("aten::fill_", "aten::zero_", "aten::zeros_like") and e.input_shapes and e.input_shapes[0] in saved_shapes]
+    assert fills == []
+    assert all(p.grad is not None for p in model.parameters())
