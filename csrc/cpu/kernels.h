@@ -91,6 +91,19 @@ struct Kernels {
                              int64_t p0, int64_t p1);
 };
 
+// Images [n0, n1) through the whole network: conv1 and conv2 (fused with tanh and pooling), then
+// the three fc layers, on whatever buffers the arguments name. Shared by the inference op (block
+// scratch buffers) and the training forward (the saved tensors), so both run the same kernels.
+inline void network_forward(const Kernels& k, const ConvForwardArgs& c1, const ConvForwardArgs& c2,
+                            const LinearArgs& l1, const LinearArgs& l2, const LinearArgs& l3, int64_t n0,
+                            int64_t n1, float* scratch) {
+  k.conv_forward(c1, n0, n1, scratch);
+  k.conv_forward(c2, n0, n1, scratch);
+  k.linear_forward(l1, n0, n1);
+  k.linear_forward(l2, n0, n1);
+  k.linear_forward(l3, n0, n1);
+}
+
 // Per-thread scratch, deliberately uninitialised: every kernel writes its scratch before reading
 // it, and zero-filling ~100 KB per call showed up in batch-1 latency.
 inline std::unique_ptr<float[]> scratch_buffer(int64_t n) {

@@ -61,22 +61,20 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const a
                                  cpu::scratch_buffer(scratch)};
                 },
                 [&](int64_t j, Buffers& b) {
-                  const cpu::Kernels& k = cpu::kernels();
                   const int64_t n = j * kBlock, m = std::min(kBlock, N - n);
                   cpu::ConvForwardArgs c1 = cpu::forward_args(s.c1, p1, xc.data_ptr<float>() + n * in1);
                   c1.y = b.a1.get();
                   c1.fused = true;
-                  k.conv_forward(c1, 0, m, b.pad.get());
                   cpu::ConvForwardArgs c2 = cpu::forward_args(s.c2, p2, b.a1.get());
                   c2.y = b.a2.get();
                   c2.fused = true;
-                  k.conv_forward(c2, 0, m, b.pad.get());
-                  k.linear_forward({b.a2.get(), f1wc.data_ptr<float>(), f1bc.data_ptr<float>(), b.h1.get(), s.F,
-                                    s.J1, true}, 0, m);
-                  k.linear_forward({b.h1.get(), f2wc.data_ptr<float>(), f2bc.data_ptr<float>(), b.h2.get(), s.J1,
-                                    s.J2, true}, 0, m);
-                  k.linear_forward({b.h2.get(), f3wc.data_ptr<float>(), f3bc.data_ptr<float>(),
-                                    y.data_ptr<float>() + n * s.J3, s.J2, s.J3, false}, 0, m);
+                  const cpu::LinearArgs l1{b.a2.get(), f1wc.data_ptr<float>(), f1bc.data_ptr<float>(), b.h1.get(),
+                                           s.F, s.J1, true};
+                  const cpu::LinearArgs l2{b.h1.get(), f2wc.data_ptr<float>(), f2bc.data_ptr<float>(), b.h2.get(),
+                                           s.J1, s.J2, true};
+                  const cpu::LinearArgs l3{b.h2.get(), f3wc.data_ptr<float>(), f3bc.data_ptr<float>(),
+                                           y.data_ptr<float>() + n * s.J3, s.J2, s.J3, false};
+                  cpu::network_forward(cpu::kernels(), c1, c2, l1, l2, l3, 0, m, b.pad.get());
                 });
   return y;
 }

@@ -88,13 +88,8 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_fused(
   run_jobs((N + kTrainBlock - 1) / kTrainBlock, threads_for(N * lenet5_flops(s)),
            [&] { return scratch_buffer(scratch); },
            [&](int64_t j, std::unique_ptr<float[]>& buf) {
-             const Kernels& k = kernels();
-             const int64_t n0 = j * kTrainBlock, n1 = std::min(N, n0 + kTrainBlock);
-             k.conv_forward(c1, n0, n1, buf.get());
-             k.conv_forward(c2, n0, n1, buf.get());
-             k.linear_forward(l1, n0, n1);
-             k.linear_forward(l2, n0, n1);
-             k.linear_forward(l3, n0, n1);
+             const int64_t n0 = j * kTrainBlock;
+             network_forward(kernels(), c1, c2, l1, l2, l3, n0, std::min(N, n0 + kTrainBlock), buf.get());
            });
   return {logits, saved};
 }
