@@ -26,6 +26,28 @@ inline void check_dim(const char* op, const char* name, const at::Tensor& t, int
            t.sizes());
 }
 
+// The variant an op's (activation, pooling, negative_slope) arguments name. The names are the
+// stock modules': "tanh" (nn.Tanh), "relu" (nn.ReLU), "leaky_relu" (nn.LeakyReLU), "sigmoid"
+// (nn.Sigmoid); "avg" (nn.AvgPool2d(2)), "max" (nn.MaxPool2d(2)).
+inline Variant parse_variant(const char* op, c10::string_view activation, c10::string_view pooling,
+                             double negative_slope) {
+  Variant v;
+  if (activation == "tanh") v.act = Act::kTanh;
+  else if (activation == "relu") v.act = Act::kRelu;
+  else if (activation == "leaky_relu") v.act = Act::kLeakyRelu;
+  else if (activation == "sigmoid") v.act = Act::kSigmoid;
+  else LF_CHECK(false, op, "expected activation to be one of tanh, relu, leaky_relu, sigmoid, got '", activation, "'");
+  if (pooling == "avg") v.pool = Pool::kAvg;
+  else if (pooling == "max") v.pool = Pool::kMax;
+  else LF_CHECK(false, op, "expected pooling to be avg or max, got '", pooling, "'");
+  // The backward reads the slope's branch from the saved output's sign, which needs slope >= 0.
+  LF_CHECK(negative_slope >= 0.0 && negative_slope <= 3.4e38, op,
+           "expected a finite negative_slope >= 0 (the backward tells the branch from the output's sign), got ",
+           negative_slope);
+  v.slope = static_cast<float>(negative_slope);
+  return v;
+}
+
 // Every tensor argument on one device; `kind` is the device type this implementation serves.
 inline void check_devices(const char* op, at::DeviceType kind,
                           std::initializer_list<std::pair<const char*, const at::Tensor*>> ts) {

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "variant.h"
+
 #if defined(__CUDACC__)
 #define LF_HD __host__ __device__ __forceinline__
 #else
@@ -70,18 +72,120 @@ LF_HD typename Ops::V tanh_impl(typename Ops::V x) {
 
 LF_HD float tanh_f32(float x) { return tanh_impl<ScalarOps>(x); }
 
-// d/dx tanh from the saved output y: g * (1 - y^2)  (tiny-cuda-nn's form).
-LF_HD float tanh_backward_f32(float g, float y) { return g * (1.0f - y * y); }
+// ------------------------------------------------------------------------------------------------
+// The network's variants (variant.h): kernels take the activation and pooling as template
+// parameters; LeakyReLU's negative slope is a run-time float.
 
-// Gradient of a 2x2/2 average pool (floor mode) followed back through tanh, at input pixel (y, x):
-// the pooled gradient is spread as 1/4 to each pixel of its window; pixels in a dropped odd last
-// row or column get 0.
-LF_HD float tanh_pool_backward_f32(float g_pooled, float act, bool in_window) {
-  return in_window ? tanh_backward_f32(0.25f * g_pooled, act) : 0.0f;
+// The activation, as the stock module computes it, NaN propagating:
+//   tanh        tanh_impl above
+//   relu        x < 0 ? 0 : x                      (-0 stays -0)
+//   leaky_relu  x > 0 ? x : slope x                (ATen's leaky_relu)
+//   sigmoid     1/2 + tanh(x/2)/2: the same rational function, so within 1.8 eps of float64 in
+//               absolute terms (6e-8 below 0.5; stock's 1 / (1 + e^-x) is relatively exact for
+//               very negative x, this is absolutely exact to 2e-7: both well inside the accuracy rule)
+template <Act A, class Ops>
+LF_HD typename Ops::V act_forward(typename Ops::V x, float slope) {
+  using V = typename Ops::V;
+  const V zero = Ops::splat(0.0f);
+  if constexpr (A == Act::kTanh) {
+    return tanh_impl<Ops>(x);
+  } else if constexpr (A == Act::kRelu) {
+    return x < zero ? zero : x;
+  } else if constexpr (A == Act::kLeakyRelu) {
+    return x > zero ? x : x * Ops::splat(slope);
+  } else {
+    const V half = Ops::splat(0.5f);
+    return half * tanh_impl<Ops>(half * x) + half;
+  }
+}
+
+// The activation's backward from its saved output y, in the stock backward's arithmetic:
+//   tanh        g (1 - y^2)                        (tanh_backward)
+//   relu        y <= 0 ? 0 : g                     (threshold_backward on the result)
+//   leaky_relu  y > 0 ? g : slope g                (leaky_relu_backward; y > 0 iff x > 0 for slope >= 0)
+//   sigmoid     g (1 - y) y                        (sigmoid_backward)
+template <Act A, class Ops>
+LF_HD typename Ops::V act_backward(typename Ops::V g, typename Ops::V y, float slope) {
+  using V = typename Ops::V;
+  const V zero = Ops::splat(0.0f), one = Ops::splat(1.0f);
+  if constexpr (A == Act::kTanh) {
+    return g * (one - y * y);
+  } else if constexpr (A == Act::kRelu) {
+    return y <= zero ? zero : g;
+  } else if constexpr (A == Act::kLeakyRelu) {
+    return y > zero ? g : g * Ops::splat(slope);
+  } else {
+    return g * (one - y) * y;
+  }
+}
+
+template <Act A>
+LF_HD float act_f32(float x, float slope) { return act_forward<A, ScalarOps>(x, slope); }
+template <Act A>
+LF_HD float act_backward_f32(float g, float y, float slope) { return act_backward<A, ScalarOps>(g, y, slope); }
+
+// Max pooling's rule for a window element v met after the running maximum m: v is taken when it
+// is larger, or NaN (ATen's max_pool2d: the first maximum in window order, or the last NaN).
+template <class V>
+LF_HD auto max_takes(V v, V m) {
+  return (v > m) | (v != v);
+}
+
+// A 2x2 window (0,0), (0,1), (1,0), (1,1) pooled: the average (ATen avg_pool2d's sum order) or the
+// maximum (ATen max_pool2d's scan).
+template <Pool P, class Ops>
+LF_HD typename Ops::V pool4(typename Ops::V a, typename Ops::V b, typename Ops::V c, typename Ops::V d) {
+  if constexpr (P == Pool::kAvg) {
+    return (((a + b) + c) + d) * Ops::splat(0.25f);
+  } else {
+    typename Ops::V m = a;
+    m = max_takes(b, m) ? b : m;
+    m = max_takes(c, m) ? c : m;
+    m = max_takes(d, m) ? d : m;
+    return m;
+  }
+}
+
+// The window element (0..3) max pooling takes, by the same scan as pool4<kMax>.
+LF_HD int max_index4(float a, float b, float c, float d) {
+  float m = a;
+  int i = 0;
+  if (max_takes(b, m)) m = b, i = 1;
+  if (max_takes(c, m)) m = c, i = 2;
+  if (max_takes(d, m)) m = d, i = 3;
+  return i;
+}
+
+// The gradient at element `pos` of a pooling window from the pooled gradient g: a quarter each for
+// the average; all of it to the element the maximum took (`taken`), none to the others.
+template <Pool P>
+LF_HD float pool_grad(float g, int pos, int taken) {
+  if constexpr (P == Pool::kAvg) {
+    (void)pos, (void)taken;
+    return 0.25f * g;
+  } else {
+    return pos == taken ? g : 0.0f;
+  }
 }
 
 // Window order (0,0), (0,1), (1,0), (1,1) and the sum order match ATen avg_pool2d.
-LF_HD float avg4(float a, float b, float c, float d) { return (((a + b) + c) + d) * 0.25f; }
+LF_HD float avg4(float a, float b, float c, float d) { return pool4<Pool::kAvg, ScalarOps>(a, b, c, d); }
+
+// The pooled gradient back through a 2x2/2 pool and the activation, at a conv output pixel: `pos`
+// is its place in its window (0..3), `taken` the element max pooling took there, act the saved
+// activation at the pixel. A pixel in a dropped odd last row or column (in_window false) gets 0.
+template <Act A, Pool P>
+LF_HD float act_pool_backward_f32(float g_pooled, float act, int pos, int taken, bool in_window, float slope) {
+  return in_window ? act_backward_f32<A>(pool_grad<P>(g_pooled, pos, taken), act, slope) : 0.0f;
+}
+
+// d/dx tanh from the saved output y: g * (1 - y^2)  (tiny-cuda-nn's form).
+LF_HD float tanh_backward_f32(float g, float y) { return act_backward_f32<Act::kTanh>(g, y, 0.0f); }
+
+// The default network's pool + tanh backward (act_pool_backward_f32 for tanh and average pooling).
+LF_HD float tanh_pool_backward_f32(float g_pooled, float act, bool in_window) {
+  return act_pool_backward_f32<Act::kTanh, Pool::kAvg>(g_pooled, act, 0, 0, in_window, 0.0f);
+}
 
 }  // namespace
 }  // namespace lenet_fast

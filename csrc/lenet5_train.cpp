@@ -48,6 +48,13 @@ c10::TypedOperatorHandle<Sig> op(const char* name) {
 
 using T = at::Tensor;
 using TT = std::tuple<at::Tensor, at::Tensor>;
+using S = c10::string_view;
+
+#ifdef LF_HAVE_FUSED
+// The CUDA build's fused kernels serve the tutorial's network (tanh, average pooling) so far;
+// other variants take the per-layer ops.
+bool fused_cuda_serves(const Variant& v) { return v.act == Act::kTanh && v.pool == Pool::kAvg; }
+#endif
 constexpr int kLenet5Inputs = 11;  // x and the ten parameters
 
 // kFused: try the CUDA build's fused whole-network kernels first (cuda/net_ops.h); they decline
@@ -55,30 +62,34 @@ constexpr int kLenet5Inputs = 11;  // x and the ten parameters
 template <at::DeviceType kind, bool kFused>
 std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train(
     const T& x, const T& w1, const T& b1, const T& w2, const T& b2, const T& f1w, const T& f1b,
-    const T& f2w, const T& f2b, const T& f3w, const T& f3b, int64_t padding) {
+    const T& f2w, const T& f2b, const T& f3w, const T& f3b, int64_t padding, S activation, S pooling,
+    double negative_slope) {
+  const char* name = "lenet5_forward_train";
   // Validates every layer up front (same messages as lenet5_forward) before any kernel runs.
-  const Lenet5Shape s = check_lenet5("lenet5_forward_train", x, w1, b1, w2, b2, f1w, f1b, f2w, f2b,
-                                     f3w, f3b, padding, kind);
+  const Lenet5Shape s = check_lenet5(name, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, kind);
+  const Variant v = parse_variant(name, activation, pooling, negative_slope);
   at::AutoDispatchBelowADInplaceOrView below_autograd;
 #if !defined(LENET_FAST_CUDASIM)
   if constexpr (kind == at::kCPU)
-    return cpu::lenet5_forward_train_fused(s, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding);
+    return cpu::lenet5_forward_train_fused(s, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, v);
 #else
   (void)s;
 #endif
 #ifdef LF_HAVE_FUSED
   if constexpr (kFused)
-    if (auto fused = cuda::lenet5_forward_train_fused(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding))
-      return *fused;
+    if (fused_cuda_serves(v))
+      if (auto fused = cuda::lenet5_forward_train_fused(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding))
+        return *fused;
 #endif
-  static const auto conv = op<TT(const T&, const T&, const T&, int64_t, bool)>(LF_OPS "conv5x5_tanh_pool");
-  static const auto lin_tanh = op<T(const T&, const T&, const T&)>(LF_OPS "linear_tanh");
+  static const auto conv =
+      op<TT(const T&, const T&, const T&, int64_t, bool, S, S, double)>(LF_OPS "conv5x5_tanh_pool");
+  static const auto lin_tanh = op<T(const T&, const T&, const T&, S, double)>(LF_OPS "linear_tanh");
   static const auto lin = op<T(const T&, const T&, const T&)>(LF_OPS "linear");
-  auto [p1, act1] = conv.call(x, w1, b1, padding, true);
-  auto [p2, act2] = conv.call(p1, w2, b2, 0, true);
+  auto [p1, act1] = conv.call(x, w1, b1, padding, true, activation, pooling, negative_slope);
+  auto [p2, act2] = conv.call(p1, w2, b2, 0, true, activation, pooling, negative_slope);
   T flat = p2.flatten(1);
-  T h1 = lin_tanh.call(flat, f1w, f1b);
-  T h2 = lin_tanh.call(h1, f2w, f2b);
+  T h1 = lin_tanh.call(flat, f1w, f1b, activation, negative_slope);
+  T h2 = lin_tanh.call(h1, f2w, f2b, activation, negative_slope);
   T logits = lin.call(h2, f3w, f3b);
   return {logits, {act1, p1, act2, flat, h1, h2}};
 }
@@ -91,8 +102,10 @@ template <at::DeviceType kind, bool kFused>
 std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, const T& w2,
                                         const T& f1w, const T& f2w, const T& f3w,
                                         at::TensorList saved, int64_t padding,
-                                        std::array<bool, kLenet5Inputs> need) {
+                                        std::array<bool, kLenet5Inputs> need, S activation, S pooling,
+                                        double negative_slope) {
   const char* name = "lenet5_backward";
+  const Variant v = parse_variant(name, activation, pooling, negative_slope);
   LF_CHECK(saved.size() == 6, name, "expected the 6 tensors lenet5_forward_train saves, got ",
            saved.size());
   check_devices(name, kind, {{"grad", &grad}, {"x", &x}, {"conv1_weight", &w1},
@@ -101,20 +114,27 @@ std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, 
   at::AutoDispatchBelowADInplaceOrView below_autograd;
 #if !defined(LENET_FAST_CUDASIM)
   if constexpr (kind == at::kCPU)
-    if (auto fused = cpu::lenet5_backward_fused(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, need)) return *fused;
+    if (auto fused = cpu::lenet5_backward_fused(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, need, v))
+      return *fused;
 #endif
 #ifdef LF_HAVE_FUSED
   if constexpr (kFused)
-    if (auto fused = cuda::lenet5_backward_fused(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, need)) return *fused;
+    if (fused_cuda_serves(v))
+      if (auto fused = cuda::lenet5_backward_fused(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, need))
+        return *fused;
 #endif
-  static const auto tanh_bwd = op<T(const T&, const T&)>(LF_OPS "tanh_backward");
+  static const auto tanh_bwd = op<T(const T&, const T&, S, double)>(LF_OPS "tanh_backward");
   static const auto lin_bwd_x = op<T(const T&, const T&)>(LF_OPS "linear_backward_input");
   static const auto lin_bwd_w = op<TT(const T&, const T&)>(LF_OPS "linear_backward_weight");
-  static const auto pool_bwd = op<T(const T&, const T&)>(LF_OPS "tanh_pool_backward");
+  static const auto pool_bwd = op<T(const T&, const T&, S, S, double)>(LF_OPS "tanh_pool_backward");
   static const auto conv_bwd_x = op<T(const T&, const T&, int64_t)>(LF_OPS "conv5x5_backward_input");
   static const auto conv_bwd_w = op<TT(const T&, const T&, int64_t)>(LF_OPS "conv5x5_backward_weight");
-  static const auto fused_bwd_w = op<TT(const T&, const T&, const T&, int64_t)>(
+  static const auto fused_bwd_w = op<TT(const T&, const T&, const T&, int64_t, S, S, double)>(
       LF_OPS "conv5x5_tanh_pool_backward_weight");
+  const auto act_bwd = [&](const T& g, const T& y) { return tanh_bwd.call(g, y, activation, negative_slope); };
+  const auto act_pool_bwd = [&](const T& g, const T& a) {
+    return pool_bwd.call(g, a, activation, pooling, negative_slope);
+  };
   const T &act1 = saved[0], &p1 = saved[1], &act2 = saved[2], &flat = saved[3], &h1 = saved[4],
           &h2 = saved[5];
   // Does anything below input `i` (in forward order) need a gradient?
@@ -129,23 +149,23 @@ std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, 
   };
   if (need[9] || need[10]) std::tie(g[9], g[10]) = lin_bwd_w.call(grad, h2);
   if (!below(9)) return done();
-  const T g2 = tanh_bwd.call(lin_bwd_x.call(grad, f3w), h2);
+  const T g2 = act_bwd(lin_bwd_x.call(grad, f3w), h2);
   if (need[7] || need[8]) std::tie(g[7], g[8]) = lin_bwd_w.call(g2, h1);
   if (!below(7)) return done();
-  const T g1 = tanh_bwd.call(lin_bwd_x.call(g2, f2w), h1);
+  const T g1 = act_bwd(lin_bwd_x.call(g2, f2w), h1);
   if (need[5] || need[6]) std::tie(g[5], g[6]) = lin_bwd_w.call(g1, flat);
   if (!below(5)) return done();
   const T dp2 = lin_bwd_x.call(g1, f1w).view({act2.size(0), act2.size(1), act2.size(2) / 2, act2.size(3) / 2});
-  const T dpre2 = pool_bwd.call(dp2, act2);
+  const T dpre2 = act_pool_bwd(dp2, act2);
   if (need[3] || need[4]) std::tie(g[3], g[4]) = conv_bwd_w.call(dpre2, p1, 0);
   if (!below(3)) return done();
   const T dp1 = conv_bwd_x.call(dpre2, w2, 0);
   if (need[0]) {  // dL/dx needs the full-resolution gradient anyway
-    const T dpre1 = pool_bwd.call(dp1, act1);
+    const T dpre1 = act_pool_bwd(dp1, act1);
     if (need[1] || need[2]) std::tie(g[1], g[2]) = conv_bwd_w.call(dpre1, x, padding);
     g[0] = conv_bwd_x.call(dpre1, w1, padding);
   } else {  // the usual case: the image needs no gradient, and conv1's never leaves the kernel
-    std::tie(g[1], g[2]) = fused_bwd_w.call(dp1, act1, x, padding);
+    std::tie(g[1], g[2]) = fused_bwd_w.call(dp1, act1, x, padding, activation, pooling, negative_slope);
   }
   return done();
 }
@@ -158,18 +178,23 @@ struct Lenet5TrainFunction : public torch::autograd::Function<Lenet5TrainFunctio
                                                 const T& w1, const T& b1, const T& w2,
                                                 const T& b2, const T& f1w, const T& f1b,
                                                 const T& f2w, const T& f2b, const T& f3w,
-                                                const T& f3b, int64_t padding) {
+                                                const T& f3b, int64_t padding, S activation, S pooling,
+                                                double negative_slope) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     static const auto fwd =
         op<std::tuple<T, std::vector<T>>(const T&, const T&, const T&, const T&, const T&, const T&,
-                                          const T&, const T&, const T&, const T&, const T&, int64_t)>(
-            LF_OPS "lenet5_forward_train");
-    auto [logits, saved] = fwd.call(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding);
+                                          const T&, const T&, const T&, const T&, const T&, int64_t, S, S,
+                                          double)>(LF_OPS "lenet5_forward_train");
+    auto [logits, saved] =
+        fwd.call(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, activation, pooling, negative_slope);
     // The saved activations are outputs too, and never get a gradient: without this, autograd
     // would fill a zero gradient of each one's shape before every backward (2.5 MB at batch 64,
     // 0.4 ms of a one-thread step).
     ctx->set_materialize_grads(false);
     ctx->saved_data["padding"] = padding;
+    ctx->saved_data["activation"] = std::string(activation);
+    ctx->saved_data["pooling"] = std::string(pooling);
+    ctx->saved_data["negative_slope"] = negative_slope;
     std::vector<T> to_save = {x, w1, w2, f1w, f2w, f3w};
     to_save.insert(to_save.end(), saved.begin(), saved.end());
     ctx->save_for_backward(to_save);
@@ -181,18 +206,21 @@ struct Lenet5TrainFunction : public torch::autograd::Function<Lenet5TrainFunctio
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    torch::autograd::variable_list result(kLenet5Inputs + 1);  // padding included
+    torch::autograd::variable_list result(kLenet5Inputs + 4);  // padding and the variant included
     if (!grads[0].defined()) return result;
     const auto s = ctx->get_saved_variables();
     static const auto bwd =
         op<std::vector<T>(const T&, const T&, const T&, const T&, const T&, const T&, const T&,
-                          at::TensorList, int64_t, std::array<bool, kLenet5Inputs>)>(
+                          at::TensorList, int64_t, std::array<bool, kLenet5Inputs>, S, S, double)>(
             LF_OPS "lenet5_backward");
     std::array<bool, kLenet5Inputs> need{};
     for (int i = 0; i < kLenet5Inputs; ++i) need[i] = ctx->needs_input_grad(i);
     const std::vector<T> saved(s.begin() + 6, s.end());
+    const std::string activation = ctx->saved_data["activation"].toStringRef(),
+                      pooling = ctx->saved_data["pooling"].toStringRef();
     const std::vector<T> g = bwd.call(grads[0], s[0], s[1], s[2], s[3], s[4], s[5], saved,
-                                      ctx->saved_data["padding"].toInt(), need);
+                                      ctx->saved_data["padding"].toInt(), need, activation, pooling,
+                                      ctx->saved_data["negative_slope"].toDouble());
     for (int i = 0; i < kLenet5Inputs; ++i)
       if (need[i]) result[i] = g[i];
     return result;
@@ -201,8 +229,10 @@ struct Lenet5TrainFunction : public torch::autograd::Function<Lenet5TrainFunctio
 
 std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_autograd(
     const T& x, const T& w1, const T& b1, const T& w2, const T& b2, const T& f1w, const T& f1b,
-    const T& f2w, const T& f2b, const T& f3w, const T& f3b, int64_t padding) {
-  auto out = Lenet5TrainFunction::apply(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding);
+    const T& f2w, const T& f2b, const T& f3w, const T& f3b, int64_t padding, S activation, S pooling,
+    double negative_slope) {
+  auto out = Lenet5TrainFunction::apply(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, activation,
+                                        pooling, negative_slope);
   return {out[0], std::vector<at::Tensor>(out.begin() + 1, out.end())};
 }
 

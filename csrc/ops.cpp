@@ -9,12 +9,19 @@ namespace lenet_fast {
 void register_no_cuda_kernels();  // no_cuda.cpp, in CPU-only builds
 }
 
+// The trailing arguments that choose a variant of the network (csrc/variant.h, parse_variant).
+#define VARIANT "str activation=\"tanh\", str pooling=\"avg\", float negative_slope=0.01"
+#define ACTIVATION "str activation=\"tanh\", float negative_slope=0.01"
+
 TORCH_LIBRARY(lenet_fast, m) {
   // y = conv(x, weight) + bias: x (N, IC, H, W), weight (OC, IC, 5, 5), bias (OC) -> (N, OC, Ho, Wo)
   m.def("conv5x5(Tensor x, Tensor weight, Tensor bias, int padding) -> Tensor");
-  // (avg_pool2x2(tanh(conv5x5(...))), tanh(conv5x5(...)) if save_act else an empty tensor)
+  // (pool(act(conv5x5(...))), act(conv5x5(...)) if save_act else an empty tensor): tanh and 2x2
+  // average pooling unless `activation` ("tanh", "relu", "leaky_relu" with negative_slope >= 0,
+  // "sigmoid") and `pooling` ("avg", "max") say otherwise. The ops whose names say tanh / pool take
+  // the same three trailing arguments; the names are the tutorial's default network.
   m.def(
-      "conv5x5_tanh_pool(Tensor x, Tensor weight, Tensor bias, int padding, bool save_act) "
+      "conv5x5_tanh_pool(Tensor x, Tensor weight, Tensor bias, int padding, bool save_act, " VARIANT ") "
       "-> (Tensor, Tensor)");
   // dL/dx of conv5x5 from dL/dy (N, OC, Ho, Wo) -> (N, IC, Ho + 4 - 2 padding, ...)
   m.def("conv5x5_backward_input(Tensor grad, Tensor weight, int padding) -> Tensor");
@@ -23,17 +30,19 @@ TORCH_LIBRARY(lenet_fast, m) {
   // conv5x5_backward_weight of the fused op, from its pooled gradient and saved act, without
   // writing the full-resolution gradient (what tanh_pool_backward would produce) to memory
   m.def(
-      "conv5x5_tanh_pool_backward_weight(Tensor grad, Tensor act, Tensor x, int padding) "
+      "conv5x5_tanh_pool_backward_weight(Tensor grad, Tensor act, Tensor x, int padding, " VARIANT ") "
       "-> (Tensor, Tensor)");
-  // dL/d(conv output) of the fused op: its pooled gradient back through the pool and tanh
-  m.def("tanh_pool_backward(Tensor grad, Tensor act) -> Tensor");
+  // dL/d(conv output) of the fused op: its pooled gradient back through the pool and activation
+  // (max pooling finds the element each window took from act, as the forward's scan did)
+  m.def("tanh_pool_backward(Tensor grad, Tensor act, " VARIANT ") -> Tensor");
 
   // 2x2 average pooling, stride 2, floor mode: (N, C, H, W) -> (N, C, H/2, W/2)
   m.def("avg_pool2x2(Tensor x) -> Tensor");
   m.def("avg_pool2x2_backward(Tensor grad, SymInt height, SymInt width) -> Tensor");
-  m.def("tanh(Tensor x) -> Tensor");
-  // grad * (1 - y^2) from the saved output y
-  m.def("tanh_backward(Tensor grad, Tensor y) -> Tensor");
+  // the activation (tanh unless `activation` says otherwise) elementwise, and its backward from
+  // the saved output y (for tanh, grad * (1 - y^2))
+  m.def("tanh(Tensor x, " ACTIVATION ") -> Tensor");
+  m.def("tanh_backward(Tensor grad, Tensor y, " ACTIVATION ") -> Tensor");
 
   // Data loading: rows of a uint8 dataset picked by index, as float32 normalised the way
   // torchvision's ToTensor() + Normalize(mean, std) does: images (N, ...) uint8, index (B) int64
@@ -42,7 +51,7 @@ TORCH_LIBRARY(lenet_fast, m) {
 
   // x (..., K), weight (J, K), bias (J) -> (..., J)
   m.def("linear(Tensor x, Tensor weight, Tensor bias) -> Tensor");
-  m.def("linear_tanh(Tensor x, Tensor weight, Tensor bias) -> Tensor");
+  m.def("linear_tanh(Tensor x, Tensor weight, Tensor bias, " ACTIVATION ") -> Tensor");
   // dL/dx = grad @ weight, where grad is the gradient at the pre-activation
   m.def("linear_backward_input(Tensor grad, Tensor weight) -> Tensor");
   // (dL/dweight, dL/dbias) = (grad^T x, grad summed over rows)
@@ -56,7 +65,8 @@ TORCH_LIBRARY(lenet_fast, m) {
   m.def(
       "lenet5_forward(Tensor x, Tensor conv1_weight, Tensor conv1_bias, Tensor conv2_weight, "
       "Tensor conv2_bias, Tensor fc1_weight, Tensor fc1_bias, Tensor fc2_weight, Tensor fc2_bias, "
-      "Tensor fc3_weight, Tensor fc3_bias, int conv1_padding, float mean=0.0, float std=1.0) -> Tensor");
+      "Tensor fc3_weight, Tensor fc3_bias, int conv1_padding, float mean=0.0, float std=1.0, " VARIANT ") "
+      "-> Tensor");
 
   // Training: the whole forward as one op that also returns what backward needs, and the whole
   // backward as one op (csrc/lenet5_train.cpp), so a step costs two trips through Python autograd
@@ -64,13 +74,13 @@ TORCH_LIBRARY(lenet_fast, m) {
   m.def(
       "lenet5_forward_train(Tensor x, Tensor conv1_weight, Tensor conv1_bias, Tensor conv2_weight, "
       "Tensor conv2_bias, Tensor fc1_weight, Tensor fc1_bias, Tensor fc2_weight, Tensor fc2_bias, "
-      "Tensor fc3_weight, Tensor fc3_bias, int conv1_padding) -> (Tensor, Tensor[])");
+      "Tensor fc3_weight, Tensor fc3_bias, int conv1_padding, " VARIANT ") -> (Tensor, Tensor[])");
   // The gradients of x and each parameter, in lenet5_forward's order; where output_mask says an
   // input needs none, that output is an empty tensor and nothing that only it needs is computed.
   m.def(
       "lenet5_backward(Tensor grad, Tensor x, Tensor conv1_weight, Tensor conv2_weight, "
       "Tensor fc1_weight, Tensor fc2_weight, Tensor fc3_weight, Tensor[] saved, int conv1_padding, "
-      "bool[11] output_mask) -> Tensor[]");
+      "bool[11] output_mask, " VARIANT ") -> Tensor[]");
 
 #ifndef LENET_FAST_WITH_CUDA
   lenet_fast::register_no_cuda_kernels();  // every op above, from the dispatcher's own list

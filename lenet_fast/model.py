@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from . import ops
+from .reference import activation_module, pooling_module
 
 _PADDING = {28: 2, 32: 0}  # the tutorial's Fashion-MNIST input, and LeNet-5's classic 32x32
 FC_BACKENDS = ("native", "triton")
@@ -52,21 +53,36 @@ class LeNet5(nn.Module):
         num_classes: outputs of fc3.
         fc_backend: the fully connected layers' kernels: "native" (C++/CUDA), "triton", or
             "auto" (default; currently native). None reads LENET_FAST_FC_BACKEND.
+        activation: after every hidden layer: "tanh" (default, the tutorial's), "relu",
+            "leaky_relu" (with negative_slope, >= 0) or "sigmoid"; the stock twin uses nn.Tanh,
+            nn.ReLU, nn.LeakyReLU(negative_slope) or nn.Sigmoid.
+        pooling: after each convolution, 2x2 with stride 2: "avg" (default, nn.AvgPool2d) or
+            "max" (nn.MaxPool2d; ties go to the element stock PyTorch picks).
     """
 
-    def __init__(self, input_size: int = 28, num_classes: int = 10, fc_backend: str | None = None):
+    def __init__(self, input_size: int = 28, num_classes: int = 10, fc_backend: str | None = None,
+                 activation: str = "tanh", pooling: str = "avg", negative_slope: float = 0.01):
         super().__init__()
         self.fc_backend = _resolve_fc_backend(fc_backend)
         if input_size not in _PADDING:
             raise ValueError(f"LeNet5: input_size must be 28 or 32, got {input_size}")
+        if activation not in ops.ACTIVATIONS:
+            raise ValueError(f"LeNet5: activation must be one of {', '.join(ops.ACTIVATIONS)}, got {activation!r}")
+        if pooling not in ops.POOLINGS:
+            raise ValueError(f"LeNet5: pooling must be one of {', '.join(ops.POOLINGS)}, got {pooling!r}")
+        if not 0 <= negative_slope < float("inf"):
+            raise ValueError(f"LeNet5: negative_slope must be finite and >= 0 (the kernels tell LeakyReLU's branch "
+                             f"from the sign of its output), got {negative_slope}")
         self.input_size = input_size
+        self.activation, self.pooling, self.negative_slope = activation, pooling, float(negative_slope)
         self.conv1 = nn.Conv2d(1, 6, kernel_size=5, stride=1, padding=_PADDING[input_size])
-        self.pool1 = nn.AvgPool2d(kernel_size=2, stride=2)
+        self.pool1 = pooling_module(pooling)
         self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
-        self.pool2 = nn.AvgPool2d(kernel_size=2, stride=2)
+        self.pool2 = pooling_module(pooling)
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
+        self.act = activation_module(activation, negative_slope)  # (no parameters: the state_dict is the stock one)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.input_size
@@ -81,8 +97,11 @@ class LeNet5(nn.Module):
         params = [c1["weight"], c1["bias"], c2["weight"], c2["bias"], f1["weight"], f1["bias"],
                   f2["weight"], f2["bias"], f3["weight"], f3["bias"]]
         if self.fc_backend == "triton":
-            return self._forward_triton_fc(x, params, m["conv1"].padding[0])
-        return ops.lenet5_forward(x, params, m["conv1"].padding[0])
+            return self._forward_triton_fc(x, params, m["conv1"].padding[0], self._variant())
+        return ops.lenet5_forward(x, params, m["conv1"].padding[0], 0.0, 1.0, *self._variant())
+
+    def _variant(self) -> tuple[str, str, float]:
+        return self.activation, self.pooling, self.negative_slope
 
     def forward_uint8(self, images: torch.Tensor, mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
         """Logits of raw uint8 images (N, 1, S, S), normalised as ToTensor() + Normalize(mean, std)
@@ -97,18 +116,22 @@ class LeNet5(nn.Module):
         if self.fc_backend == "triton" or torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             index = torch.arange(images.shape[0], device=images.device)
             return self(ops.gather_normalize(images, index, mean, std))
-        return ops.lenet5_forward(images, list(self.parameters()), self.conv1.padding[0], mean, std)
+        return ops.lenet5_forward(images, list(self.parameters()), self.conv1.padding[0], mean, std, *self._variant())
 
     @staticmethod
-    def _forward_triton_fc(x, params, padding):
+    def _forward_triton_fc(x, params, padding, variant):
         from .triton_linear import triton_linear
 
+        activation, pooling, slope = variant
         c1w, c1b, c2w, c2b, f1w, f1b, f2w, f2b, f3w, f3b = params
-        x = ops.conv5x5_tanh_pool(x, c1w, c1b, padding)
-        x = ops.conv5x5_tanh_pool(x, c2w, c2b, 0).flatten(1)
-        x = triton_linear(x, f1w, f1b, True)
-        x = triton_linear(x, f2w, f2b, True)
+        x = ops.conv5x5_tanh_pool(x, c1w, c1b, padding, activation, pooling, slope)
+        x = ops.conv5x5_tanh_pool(x, c2w, c2b, 0, activation, pooling, slope).flatten(1)
+        x = triton_linear(x, f1w, f1b, True, activation, slope)
+        x = triton_linear(x, f2w, f2b, True, activation, slope)
         return triton_linear(x, f3w, f3b, False)
 
     def extra_repr(self) -> str:
-        return f"input_size={self.input_size}, fc_backend={self.fc_backend!r}"
+        variant = f", activation={self.activation!r}, pooling={self.pooling!r}"
+        if self.activation == "leaky_relu":
+            variant += f", negative_slope={self.negative_slope}"
+        return f"input_size={self.input_size}, fc_backend={self.fc_backend!r}" + variant

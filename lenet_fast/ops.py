@@ -14,6 +14,10 @@ from . import _C  # noqa: F401  (loading the library registers the ops)
 
 ops = torch.ops.lenet_fast
 KERNEL = 5
+# The network's variants (csrc/variant.h): the activation after every hidden layer and the pooling
+# after each convolution, by the stock modules' names. The first of each is the tutorial's.
+ACTIVATIONS = ("tanh", "relu", "leaky_relu", "sigmoid")
+POOLINGS = ("avg", "max")
 
 
 def _conv_extent(size, padding):
@@ -31,7 +35,7 @@ def _(x, weight, bias, padding):
 
 
 @torch.library.register_fake("lenet_fast::conv5x5_tanh_pool")
-def _(x, weight, bias, padding, save_act):
+def _(x, weight, bias, padding, save_act, activation="tanh", pooling="avg", negative_slope=0.01):
     n, _, h, w = x.shape
     ho, wo = _conv_extent(h, padding), _conv_extent(w, padding)
     y = x.new_empty((n, weight.shape[0], ho // 2, wo // 2))
@@ -53,13 +57,13 @@ def _(grad, x, padding):
 
 
 @torch.library.register_fake("lenet_fast::conv5x5_tanh_pool_backward_weight")
-def _(grad, act, x, padding):
+def _(grad, act, x, padding, activation="tanh", pooling="avg", negative_slope=0.01):
     oc, ic = act.shape[1], x.shape[1]
     return x.new_empty((oc, ic, KERNEL, KERNEL)), x.new_empty((oc,))
 
 
 @torch.library.register_fake("lenet_fast::tanh_pool_backward")
-def _(grad, act):
+def _(grad, act, activation="tanh", pooling="avg", negative_slope=0.01):
     return torch.empty_like(act, memory_format=torch.contiguous_format)
 
 
@@ -75,16 +79,16 @@ def _(grad, height, width):
 
 
 @torch.library.register_fake("lenet_fast::tanh")
-def _(x):
+def _(x, activation="tanh", negative_slope=0.01):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 @torch.library.register_fake("lenet_fast::tanh_backward")
-def _(grad, y):
+def _(grad, y, activation="tanh", negative_slope=0.01):
     return torch.empty_like(y, memory_format=torch.contiguous_format)
 
 
-def _linear_fake(x, weight, bias):
+def _linear_fake(x, weight, bias, activation="tanh", negative_slope=0.01):
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
@@ -103,13 +107,14 @@ def _(grad, x):
 
 
 @torch.library.register_fake("lenet_fast::lenet5_forward")
-def _(x, *params_padding_mean_std):
-    fc3_weight = params_padding_mean_std[8]
+def _(x, *params_padding_mean_std_variant):
+    fc3_weight = params_padding_mean_std_variant[8]
     return x.new_empty((x.shape[0], fc3_weight.shape[0]), dtype=torch.float32)
 
 
 @torch.library.register_fake("lenet_fast::lenet5_forward_train")
-def _(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding):
+def _(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, activation="tanh", pooling="avg",
+      negative_slope=0.01):
     n, h, w = x.shape[0], _conv_extent(x.shape[2], padding), _conv_extent(x.shape[3], padding)
     h2, w2_ = _conv_extent(h // 2, 0), _conv_extent(w // 2, 0)
     saved = [
@@ -124,7 +129,8 @@ def _(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding):
 
 
 @torch.library.register_fake("lenet_fast::lenet5_backward")
-def _(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, output_mask):
+def _(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, output_mask, activation="tanh", pooling="avg",
+      negative_slope=0.01):
     shapes = [x.shape, w1.shape, w1.shape[:1], w2.shape, w2.shape[:1], f1w.shape, f1w.shape[:1],
               f2w.shape, f2w.shape[:1], f3w.shape, f3w.shape[:1]]
     return [grad.new_empty(shape if need else (0,)) for shape, need in zip(shapes, output_mask)]
@@ -161,8 +167,9 @@ torch.library.register_autograd("lenet_fast::conv5x5", _conv5x5_backward, setup_
 
 
 def _conv_tanh_pool_setup(ctx, inputs, output):
-    x, weight, bias, padding, save_act = inputs
+    x, weight, bias, padding, save_act, activation, pooling, negative_slope = inputs
     ctx.padding = padding
+    ctx.variant = (activation, pooling, negative_slope)
     ctx.set_materialize_grads(False)
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     ctx.recompute = not save_act
@@ -173,21 +180,22 @@ def _conv_tanh_pool_setup(ctx, inputs, output):
 
 
 def _conv_tanh_pool_backward(ctx, grad_y, grad_act):
+    activation, pooling, slope = ctx.variant
     if ctx.recompute:
         x, weight, bias = ctx.saved_tensors
-        act = ops.tanh(ops.conv5x5(x, weight, bias, ctx.padding))
+        act = ops.tanh(ops.conv5x5(x, weight, bias, ctx.padding), activation, slope)
     else:
         x, weight, act = ctx.saved_tensors
     grad_pre = None
     if grad_y is not None:
-        grad_pre = ops.tanh_pool_backward(grad_y, act)
+        grad_pre = ops.tanh_pool_backward(grad_y, act, activation, pooling, slope)
     if grad_act is not None and not ctx.recompute:  # the activation output was used too
         # (with save_act=False that output is empty, and so is any gradient for it)
-        extra = ops.tanh_backward(grad_act, act)
+        extra = ops.tanh_backward(grad_act, act, activation, slope)
         grad_pre = extra if grad_pre is None else grad_pre + extra
     if grad_pre is None:
-        return None, None, None, None, None
-    return (*_conv_grads(ctx, grad_pre, x, weight), None, None)
+        return (None,) * 8
+    return (*_conv_grads(ctx, grad_pre, x, weight), None, None, None, None, None)
 
 
 torch.library.register_autograd(
@@ -208,19 +216,21 @@ torch.library.register_autograd("lenet_fast::avg_pool2x2", _avg_pool_backward, s
 
 
 def _tanh_setup(ctx, inputs, output):
+    ctx.activation = inputs[1:]
     ctx.save_for_backward(output)
 
 
 def _tanh_backward(ctx, grad):
     (y,) = ctx.saved_tensors
-    return ops.tanh_backward(grad, y)
+    return ops.tanh_backward(grad, y, *ctx.activation), None, None
 
 
 torch.library.register_autograd("lenet_fast::tanh", _tanh_backward, setup_context=_tanh_setup)
 
 
 def _linear_setup(ctx, inputs, output, y=None):
-    x, weight, _ = inputs
+    x, weight = inputs[:2]
+    ctx.activation = inputs[3:]  # (activation, negative_slope) of linear_tanh
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     ctx.save_for_backward(x if need_w or need_b else None, weight if need_x else None, y)
 
@@ -231,13 +241,13 @@ def _linear_tanh_setup(ctx, inputs, output):
 
 def _linear_backward(ctx, grad):
     x, weight, y = ctx.saved_tensors
-    grad_pre = grad if y is None else ops.tanh_backward(grad, y)
+    grad_pre = grad if y is None else ops.tanh_backward(grad, y, *ctx.activation)
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     dx = ops.linear_backward_input(grad_pre, weight) if need_x else None
     dw = db = None
     if need_w or need_b:
         dw, db = ops.linear_backward_weight(grad_pre, x)
-    return dx, (dw if need_w else None), (db if need_b else None)
+    return dx, (dw if need_w else None), (db if need_b else None), *(None,) * len(ctx.activation)
 
 
 torch.library.register_autograd("lenet_fast::linear", _linear_backward, setup_context=_linear_setup)
@@ -266,12 +276,15 @@ def _needs_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def conv5x5_tanh_pool(x: Tensor, weight: Tensor, bias: Tensor, padding: int = 0) -> Tensor:
-    """avg_pool2d(tanh(conv2d(x, weight, bias, padding=padding)), 2) in one kernel.
+def conv5x5_tanh_pool(x: Tensor, weight: Tensor, bias: Tensor, padding: int = 0, activation: str = "tanh",
+                      pooling: str = "avg", negative_slope: float = 0.01) -> Tensor:
+    """avg_pool2d(tanh(conv2d(x, weight, bias, padding=padding)), 2) in one kernel, or another
+    activation (ACTIVATIONS; negative_slope for leaky_relu) and pooling (POOLINGS: 2x2 stride 2).
 
     The full-resolution activation is written only when autograd will need it.
     """
-    y, _ = ops.conv5x5_tanh_pool(x, weight, bias, padding, _needs_grad(x, weight, bias))
+    y, _ = ops.conv5x5_tanh_pool(x, weight, bias, padding, _needs_grad(x, weight, bias), activation, pooling,
+                                 negative_slope)
     return y
 
 
@@ -280,9 +293,9 @@ def avg_pool2x2(x: Tensor) -> Tensor:
     return ops.avg_pool2x2(x)
 
 
-def tanh(x: Tensor) -> Tensor:
-    """torch.tanh for float32, with the backward from the saved output."""
-    return ops.tanh(x)
+def tanh(x: Tensor, activation: str = "tanh", negative_slope: float = 0.01) -> Tensor:
+    """torch.tanh for float32 (or another of ACTIVATIONS), with the backward from the saved output."""
+    return ops.tanh(x, activation, negative_slope)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -290,15 +303,18 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     return ops.linear(x, weight, bias)
 
 
-def linear_tanh(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """torch.tanh(F.linear(x, weight, bias)) in one kernel."""
-    return ops.linear_tanh(x, weight, bias)
+def linear_tanh(x: Tensor, weight: Tensor, bias: Tensor, activation: str = "tanh",
+                negative_slope: float = 0.01) -> Tensor:
+    """torch.tanh(F.linear(x, weight, bias)) in one kernel (or another of ACTIVATIONS)."""
+    return ops.linear_tanh(x, weight, bias, activation, negative_slope)
 
 
 def lenet5_forward(x: Tensor, params: list[Tensor], conv1_padding: int, mean: float = 0.0,
-                   std: float = 1.0) -> Tensor:
+                   std: float = 1.0, activation: str = "tanh", pooling: str = "avg",
+                   negative_slope: float = 0.01) -> Tensor:
     """The whole LeNet-5 forward in one op: params are conv1.weight, conv1.bias, conv2.weight,
-    conv2.bias, fc1.weight, ..., fc3.bias.
+    conv2.bias, fc1.weight, ..., fc3.bias; activation, pooling and negative_slope choose the
+    variant (ACTIVATIONS, POOLINGS).
 
     With autograd active it runs lenet5_forward_train, whose backward is one lenet5_backward op;
     otherwise the inference op, which keeps no activations (one kernel on CUDA). x may be the raw
@@ -309,8 +325,8 @@ def lenet5_forward(x: Tensor, params: list[Tensor], conv1_padding: int, mean: fl
         if x.dtype == torch.uint8:
             raise TypeError("lenet_fast.ops.lenet5_forward: uint8 images are for inference; with autograd "
                             "active pass float32 (gather_normalize makes them)")
-        return ops.lenet5_forward_train(x, *params, conv1_padding)[0]
-    return ops.lenet5_forward(x, *params, conv1_padding, mean, std)
+        return ops.lenet5_forward_train(x, *params, conv1_padding, activation, pooling, negative_slope)[0]
+    return ops.lenet5_forward(x, *params, conv1_padding, mean, std, activation, pooling, negative_slope)
 
 
 def gather_normalize(images: Tensor, index: Tensor, mean: float = 0.5, std: float = 0.5) -> Tensor:

@@ -26,23 +26,45 @@ def float32_reference():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
+def activation_module(activation: str = "tanh", negative_slope: float = 0.01) -> nn.Module:
+    """The stock module for one of lenet_fast.ops.ACTIVATIONS."""
+    if activation == "leaky_relu":
+        return nn.LeakyReLU(negative_slope)
+    modules = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+    if activation not in modules:
+        raise ValueError(f"expected activation to be one of tanh, relu, leaky_relu, sigmoid, got {activation!r}")
+    return modules[activation]()
+
+
+def pooling_module(pooling: str = "avg") -> nn.Module:
+    """The stock 2x2, stride-2 module for one of lenet_fast.ops.POOLINGS."""
+    if pooling not in ("avg", "max"):
+        raise ValueError(f"expected pooling to be avg or max, got {pooling!r}")
+    return nn.AvgPool2d(kernel_size=2, stride=2) if pooling == "avg" else nn.MaxPool2d(kernel_size=2, stride=2)
+
+
 class TorchLeNet5(nn.Module):
-    def __init__(self):
+    """The tutorial's LeNet-5 in stock PyTorch; activation and pooling build its variants from the
+    stock modules (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.MaxPool2d), as the tutorial's sections 5.2
+    and 7 describe."""
+
+    def __init__(self, activation: str = "tanh", pooling: str = "avg", negative_slope: float = 0.01):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 6, kernel_size=5, stride=1, padding=2)  # 6x28x28
-        self.pool1 = nn.AvgPool2d(kernel_size=2, stride=2)  # 6x14x14
+        self.pool1 = pooling_module(pooling)  # 6x14x14
         self.conv2 = nn.Conv2d(6, 16, kernel_size=5)  # 16x10x10
-        self.pool2 = nn.AvgPool2d(kernel_size=2, stride=2)  # 16x5x5
+        self.pool2 = pooling_module(pooling)  # 16x5x5
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, 10)
+        self.act = activation_module(activation, negative_slope)
 
     def forward(self, x):
-        x = torch.tanh(self.conv1(x))
+        x = self.act(self.conv1(x))
         x = self.pool1(x)
-        x = torch.tanh(self.conv2(x))
+        x = self.act(self.conv2(x))
         x = self.pool2(x)
         x = x.view(x.size(0), -1)
-        x = torch.tanh(self.fc1(x))
-        x = torch.tanh(self.fc2(x))
+        x = self.act(self.fc1(x))
+        x = self.act(self.fc2(x))
         return self.fc3(x)

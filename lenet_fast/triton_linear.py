@@ -1,15 +1,16 @@
-"""Triton alternative for LeNet-5's fully connected layers: y = tanh(x W^T + b) (fc1, fc2) and
-y = x W^T + b (fc3), forward and backward, as custom ops `lenet_fast::triton_linear` and
+"""Triton alternative for LeNet-5's fully connected layers: y = act(x W^T + b) (fc1, fc2; act is
+tanh, or relu, leaky_relu, sigmoid for the network's variants) and y = x W^T + b (fc3), forward and
+backward, as custom ops `lenet_fast::triton_linear` and
 `lenet_fast::triton_linear_backward` (torch.library.triton_op + wrap_triton, so torch.compile
 traces into the kernels).
 
 One tiled matmul kernel, C = A . B with strided operands, serves all three products:
-    forward  y  (M, N) = x (M, K) . W^T            + bias, tanh in fp32 before the store
+    forward  y  (M, N) = x (M, K) . W^T            + bias, the activation in fp32 before the store
     dL/dx    dx (M, K) = gpre (M, N) . W
     dL/dW    dW (N, K) = gpre^T . x                 two passes: per-chunk partials over the batch,
     dL/db    db (N)    = sum_m gpre                 then an in-order sum (deterministic, no atomics)
-where gpre = g * (1 - y^2) is formed while the gradient tile is loaded (tanh's derivative from the
-saved output). Block sizes are fixed for LeNet's widths (120, 84, 10): 32x32x32 tiles; a longer
+where gpre = act'(g, y), e.g. g * (1 - y^2) for tanh, is formed while the gradient tile is loaded
+(the activation's derivative from the saved output, as csrc/kernel_math.h's act_backward). Block sizes are fixed for LeNet's widths (120, 84, 10): 32x32x32 tiles; a longer
 autotune list would mostly add compile time at these sizes.
 
 Triton has no CPU backend: on CPU tensors the kernels run in Triton's interpreter, which needs
@@ -33,6 +34,18 @@ except ImportError:  # pragma: no cover - triton ships with CUDA builds of torch
 
 BLOCK_M, BLOCK_N, BLOCK_K = 32, 32, 32
 CHUNK = 256  # batch rows per dW/db partial
+# The kernel's ACT codes: csrc/variant.h's Act values; NO_ACT for fc3.
+ACT_CODES = {"tanh": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3}
+NO_ACT = -1
+
+
+def _act_code(op: str, activation: str, negative_slope: float) -> int:
+    if activation not in ACT_CODES:
+        raise RuntimeError(f"lenet_fast::{op}: expected activation to be one of {', '.join(ACT_CODES)}, "
+                           f"got {activation!r}")
+    if not 0 <= negative_slope < float("inf"):
+        raise RuntimeError(f"lenet_fast::{op}: expected a finite negative_slope >= 0, got {negative_slope}")
+    return ACT_CODES[activation]
 
 
 def available(device: torch.device | str | None = None) -> tuple[bool, str]:
@@ -66,15 +79,41 @@ if HAVE_TRITON:
         return t * p / q
 
     @triton.jit
+    def _act(x, ACT: tl.constexpr, slope):
+        # act_forward of csrc/kernel_math.h
+        if ACT == 0:
+            x = _tanh(x)
+        elif ACT == 1:
+            x = tl.where(x < 0.0, 0.0, x)
+        elif ACT == 2:
+            x = tl.where(x > 0.0, x, x * slope)
+        elif ACT == 3:
+            x = 0.5 * _tanh(0.5 * x) + 0.5
+        return x
+
+    @triton.jit
+    def _act_backward(g, y, ACT: tl.constexpr, slope):
+        # act_backward of csrc/kernel_math.h, from the saved output y
+        if ACT == 0:
+            g = g * (1.0 - y * y)
+        elif ACT == 1:
+            g = tl.where(y <= 0.0, 0.0, g)
+        elif ACT == 2:
+            g = tl.where(y > 0.0, g, g * slope)
+        elif ACT == 3:
+            g = g * (1.0 - y) * y
+        return g
+
+    @triton.jit
     def _lenet_fast_matmul_kernel(  # "lenet_fast" in the name: gpu_check.sh sanitizes kernels by name
-        a_ptr, y_ptr,        # A (M, K) by strides (sam, sak); y: saved tanh output with A's strides, if HAS_Y
+        a_ptr, y_ptr,        # A (M, K) by strides (sam, sak); y: saved activation with A's strides, if HAS_Y
         b_ptr,               # B (K, N) by strides (sbk, sbn)
         c_ptr,               # C (chunks, M, N) by strides (scc, scm, scn)
         bias_ptr,            # (N) if HAS_BIAS
         colsum_ptr,          # (chunks, M): sums of A over K, if COLSUM (db of dW's pass)
         M, N, K, k_chunk,
-        sam, sak, sbk, sbn, scc, scm, scn,
-        HAS_Y: tl.constexpr, HAS_BIAS: tl.constexpr, APPLY_TANH: tl.constexpr,
+        sam, sak, sbk, sbn, scc, scm, scn, slope,
+        HAS_Y: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,  # ACT: ACT_CODES, or -1
         COLSUM: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):
@@ -92,9 +131,9 @@ if HAVE_TRITON:
             a_mask = (rm[:, None] < M) & (rk[None, :] < k_end)
             a_off = rm[:, None] * sam + rk[None, :] * sak
             a = tl.load(a_ptr + a_off, mask=a_mask, other=0.0)
-            if HAS_Y:  # tanh's derivative from the saved output
+            if HAS_Y:  # A is the gradient at the activation's output: back through it
                 y = tl.load(y_ptr + a_off, mask=a_mask, other=0.0)
-                a = a * (1.0 - y * y)
+                a = _act_backward(a, y, ACT, slope)
             b = tl.load(b_ptr + rk[:, None] * sbk + rn[None, :] * sbn,
                         mask=(rk[:, None] < k_end) & (rn[None, :] < N), other=0.0)
             acc += tl.dot(a, b, input_precision="ieee")
@@ -102,8 +141,8 @@ if HAVE_TRITON:
                 rowsum += tl.sum(a, axis=1)
         if HAS_BIAS:
             acc += tl.load(bias_ptr + rn, mask=rn < N, other=0.0)[None, :]
-        if APPLY_TANH:
-            acc = _tanh(acc)
+        if not HAS_Y:
+            acc = _act(acc, ACT, slope)
         c_mask = (rm[:, None] < M) & (rn[None, :] < N)
         tl.store(c_ptr + chunk * scc + rm[:, None] * scm + rn[None, :] * scn, acc, mask=c_mask)
         if COLSUM:
@@ -142,8 +181,11 @@ def _grid(m, n, chunks=1):
 
 
 @torch.library.triton_op("lenet_fast::triton_linear", mutates_args=())
-def triton_linear(x: Tensor, weight: Tensor, bias: Tensor, apply_tanh: bool) -> Tensor:
-    """act(x W^T + b) for x (..., K), weight (N, K), bias (N); act = tanh if apply_tanh."""
+def triton_linear(x: Tensor, weight: Tensor, bias: Tensor, apply_tanh: bool, activation: str = "tanh",
+                  negative_slope: float = 0.01) -> Tensor:
+    """act(x W^T + b) for x (..., K), weight (N, K), bias (N) if apply_tanh, else x W^T + b; act is
+    tanh unless activation names another of lenet_fast.ops.ACTIVATIONS."""
+    code = _act_code("triton_linear", activation, negative_slope) if apply_tanh else NO_ACT
     _check("triton_linear", x=x, weight=weight, bias=bias)
     if weight.dim() != 2 or x.dim() < 1 or x.shape[-1] != weight.shape[1] or bias.shape != (weight.shape[0],):
         raise RuntimeError(f"lenet_fast::triton_linear: expected x (..., {weight.shape[-1]}), weight "
@@ -157,20 +199,23 @@ def triton_linear(x: Tensor, weight: Tensor, bias: Tensor, apply_tanh: bool) -> 
         _launcher()[_grid(m, n_out)](
             x2, x2, weight, y, bias, y, m, n_out, k, max(k, 1),
             x2.stride(0), x2.stride(1), weight.stride(1), weight.stride(0), 0, y.stride(0), y.stride(1),
-            HAS_Y=False, HAS_BIAS=True, APPLY_TANH=apply_tanh, COLSUM=False,
+            negative_slope, HAS_Y=False, HAS_BIAS=True, ACT=code, COLSUM=False,
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
     return y.view(*x.shape[:-1], n_out)
 
 
 @torch.library.triton_op("lenet_fast::triton_linear_backward", mutates_args=())
 def triton_linear_backward(grad: Tensor, x: Tensor | None, weight: Tensor | None,
-                           y: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """(dx, dweight, dbias) of triton_linear from its output gradient and, for tanh, its output y.
+                           y: Tensor | None, activation: str = "tanh",
+                           negative_slope: float = 0.01) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, dweight, dbias) of triton_linear from its output gradient and, with an activation, its
+    output y (the activation named by activation and negative_slope).
 
     Only what is asked for is computed: dx needs `weight`, dweight and dbias (one pass) need `x`;
     pass None for what autograd needs no gradient through, and that output is an empty tensor.
     """
     tensors = {k: t for k, t in dict(grad=grad, x=x, weight=weight, y=y).items() if t is not None}
+    code = _act_code("triton_linear_backward", activation, negative_slope) if y is not None else NO_ACT
     _check("triton_linear_backward", **tensors)
     if x is None and weight is None:
         raise RuntimeError("lenet_fast::triton_linear_backward: expected x (for dweight, dbias) or "
@@ -190,7 +235,7 @@ def triton_linear_backward(grad: Tensor, x: Tensor | None, weight: Tensor | None
             kern[_grid(m, k)](
                 g2, y2, weight, dx, weight, dx, m, k, n_out, max(n_out, 1),
                 g2.stride(0), g2.stride(1), weight.stride(0), weight.stride(1), 0, dx.stride(0), dx.stride(1),
-                HAS_Y=y is not None, HAS_BIAS=False, APPLY_TANH=False, COLSUM=False,
+                negative_slope, HAS_Y=y is not None, HAS_BIAS=False, ACT=code, COLSUM=False,
                 BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
         dx = dx.view(*grad.shape[:-1], k)
     if x is not None:
@@ -204,8 +249,8 @@ def triton_linear_backward(grad: Tensor, x: Tensor | None, weight: Tensor | None
             kern[_grid(n_out, k, chunks)](
                 g2, y2, x2, dw_part, dw_part, db_part, n_out, k, m, CHUNK,
                 g2.stride(1), g2.stride(0), x2.stride(0), x2.stride(1),
-                dw_part.stride(0), dw_part.stride(1), dw_part.stride(2),
-                HAS_Y=y is not None, HAS_BIAS=False, APPLY_TANH=False, COLSUM=True,
+                dw_part.stride(0), dw_part.stride(1), dw_part.stride(2), negative_slope,
+                HAS_Y=y is not None, HAS_BIAS=False, ACT=code, COLSUM=True,
                 BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
             dw, db = dw_part.sum(0), db_part.sum(0)  # second pass: partials added in chunk order
         else:
@@ -215,7 +260,8 @@ def triton_linear_backward(grad: Tensor, x: Tensor | None, weight: Tensor | None
 
 
 def _setup(ctx, inputs, output):
-    x, weight, _, apply_tanh = inputs
+    x, weight, _, apply_tanh, activation, negative_slope = inputs
+    ctx.activation = (activation, negative_slope)
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     ctx.save_for_backward(x if need_w or need_b else None, weight if need_x else None,
                           output if apply_tanh else None)
@@ -223,9 +269,9 @@ def _setup(ctx, inputs, output):
 
 def _backward(ctx, grad):
     x, weight, y = ctx.saved_tensors
-    dx, dw, db = triton_linear_backward(grad, x, weight, y)
+    dx, dw, db = triton_linear_backward(grad, x, weight, y, *ctx.activation)
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    return (dx if need_x else None), (dw if need_w else None), (db if need_b else None), None
+    return (dx if need_x else None), (dw if need_w else None), (db if need_b else None), None, None, None
 
 
 triton_linear.register_autograd(_backward, setup_context=_setup)

@@ -12,19 +12,26 @@ from lenet_fast import LeNet5
 O = torch.ops.lenet_fast
 
 
-def _per_layer_forward(x, params, padding):
+def _per_layer_forward(x, params, padding, variant=("tanh", "avg", 0.01)):
     w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b = params
-    p1, act1 = O.conv5x5_tanh_pool(x, w1, b1, padding, True)
-    p2, act2 = O.conv5x5_tanh_pool(p1, w2, b2, 0, True)
+    act, _, slope = variant
+    p1, act1 = O.conv5x5_tanh_pool(x, w1, b1, padding, True, *variant)
+    p2, act2 = O.conv5x5_tanh_pool(p1, w2, b2, 0, True, *variant)
     flat = p2.flatten(1)
-    h1 = O.linear_tanh(flat, f1w, f1b)
-    h2 = O.linear_tanh(h1, f2w, f2b)
+    h1 = O.linear_tanh(flat, f1w, f1b, act, slope)
+    h2 = O.linear_tanh(h1, f2w, f2b, act, slope)
     return O.linear(h2, f3w, f3b), [act1, p1, act2, flat, h1, h2]
 
 
+# The tutorial's network, and variants that exercise every activation and both poolings.
+VARIANTS = [("tanh", "avg", 0.01), ("relu", "max", 0.01), ("leaky_relu", "max", 0.2), ("sigmoid", "avg", 0.01),
+            ("sigmoid", "max", 0.01)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"{v[0]}-{v[1]}")
 @pytest.mark.parametrize("input_size,batch", [(28, 1), (28, 37), (28, 300), (32, 9)])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_whole_network_step_matches_per_layer_ops(input_size, batch, threads):
+def test_whole_network_step_matches_per_layer_ops(input_size, batch, threads, variant):
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -33,16 +40,16 @@ def test_whole_network_step_matches_per_layer_ops(input_size, batch, threads):
         params = [p.detach() for p in model.parameters()]
         padding = model.conv1.padding[0]
         x = torch.randn(batch, 1, input_size, input_size)
-        logits, saved = O.lenet5_forward_train(x, *params, padding)
-        want_logits, want_saved = _per_layer_forward(x, params, padding)
+        logits, saved = O.lenet5_forward_train(x, *params, padding, *variant)
+        want_logits, want_saved = _per_layer_forward(x, params, padding, variant)
         assert torch.equal(logits, want_logits)
         for i, (a, b) in enumerate(zip(saved, want_saved)):
             assert torch.equal(a, b), f"saved[{i}]"
 
         g = torch.randn_like(logits)
         weights = [params[i] for i in (0, 2, 4, 6, 8)]
-        fused = O.lenet5_backward(g, x, *weights, saved, padding, [False] + [True] * 10)
-        per_layer = O.lenet5_backward(g, x, *weights, saved, padding, [True] * 11)  # x too: per-layer ops
+        fused = O.lenet5_backward(g, x, *weights, saved, padding, [False] + [True] * 10, *variant)
+        per_layer = O.lenet5_backward(g, x, *weights, saved, padding, [True] * 11, *variant)  # x too: per-layer ops
         assert fused[0].numel() == 0
         for i in range(1, 11):
             assert torch.equal(fused[i], per_layer[i]), f"gradient {i} differs (max {(fused[i] - per_layer[i]).abs().max():.3g})"

@@ -7,6 +7,7 @@ harness's own tests, with planted bugs it must catch.
 
 What this proves and what it cannot: README, "GPU status".
 """
+import copy
 import os
 import shutil
 import subprocess
@@ -218,6 +219,81 @@ def test_whole_network(sim, order, n):
     for i in range(1, 11):
         assert_matches_reference(usual[i], grads[0][i], grads[1][i], name=f"lenet5_backward {names[i]}, fused")
         close(usual[i], got[i], f"lenet5_backward {names[i]}, fused vs per-layer kernels")
+
+
+VARIANTS = [(a, p) for a in ("tanh", "relu", "leaky_relu", "sigmoid") for p in ("avg", "max")]
+SLOPE = 0.2
+
+
+def _stock_act(activation):
+    from lenet_fast.reference import activation_module
+
+    return activation_module(activation, SLOPE)
+
+
+@pytest.mark.parametrize("activation,pooling", VARIANTS)
+@pytest.mark.parametrize("case", [(1, 6, 28, 28, 2), (3, 5, 9, 11, 1)], ids=str)
+def test_variant_layer_kernels(sim, order, activation, pooling, case):
+    """Every kernel that takes a variant (the fused conv forward, the pool + activation backward,
+    the fused weight gradient, the fc epilogue, the elementwise activation and its backward)
+    against stock PyTorch and the CPU kernels; ties in max-pool windows included (x rounded to
+    halves: equal conv outputs)."""
+    from lenet_fast.reference import pooling_module
+
+    ic, oc, h, w, pad = case
+    x, wt, b = conv_inputs(3, ic, oc, h, w)
+    x = torch.round(x * 2) / 2
+    wt[0] = 0.0  # channel 0: the bias everywhere, every window a tie
+    v = (activation, pooling, SLOPE)
+    act_fn, pool_fn = _stock_act(activation), pooling_module(pooling)
+    stock_fn = lambda x, w, b: pool_fn(act_fn(F.conv2d(x, w, b, padding=pad)))  # noqa: E731
+    (y32, _), (y64, _) = stock(stock_fn, [x, wt, b])
+    y, act = sim.conv5x5_tanh_pool(x, wt, b, pad, True, *v)
+    assert_matches_reference(y, y32, y64, f"conv5x5_tanh_pool{case}{v}")
+    want_y, want_act = O.conv5x5_tanh_pool(x, wt, b, pad, True, *v)
+    close(y, want_y, f"conv5x5_tanh_pool{case}{v} vs CPU")
+    close(act, want_act, f"conv5x5_tanh_pool{case}{v} act vs CPU")
+    g = torch.randn_like(y)
+    (_, grads32), (_, grads64) = stock(stock_fn, [x, wt, b], g, wrt=(1, 2))
+    dw, db = sim.conv5x5_tanh_pool_backward_weight(g, want_act, x, pad, *v)
+    assert_matches_reference(dw, grads32[0], grads64[0], f"fused weight gradient{case}{v}")
+    assert_matches_reference(db, grads32[1], grads64[1], f"fused bias gradient{case}{v}")
+    dpre = sim.tanh_pool_backward(g, want_act, *v)
+    want = O.tanh_pool_backward(g, want_act, *v)
+    assert torch.equal(dpre != 0, want != 0), f"{v}: the gradient went to other elements than the CPU's"
+    close(dpre, want, f"tanh_pool_backward{v} vs CPU")
+    xl, wl, bl = torch.randn(7, 40), torch.randn(9, 40) * 0.2, torch.randn(9)
+    close(sim.linear_tanh(xl, wl, bl, activation, SLOPE), O.linear_tanh(xl, wl, bl, activation, SLOPE), f"linear {v}")
+    t = torch.linspace(-10, 10, 1001)
+    close(sim.tanh(t, activation, SLOPE), act_fn(t), f"activation {v}")
+    close(sim.tanh_backward(t, act_fn(t), activation, SLOPE), O.tanh_backward(t, act_fn(t), activation, SLOPE),
+          f"activation backward {v}")
+
+
+@pytest.mark.parametrize("activation,pooling", VARIANTS)
+def test_variant_whole_network(sim, order, activation, pooling):
+    """The whole-network ops of every variant, as a CUDA build composes them, against the stock twin."""
+    torch.manual_seed(7)
+    fast = LeNet5(activation=activation, pooling=pooling, negative_slope=SLOPE)
+    ref = TorchLeNet5(activation=activation, pooling=pooling, negative_slope=SLOPE)
+    ref.load_state_dict(fast.state_dict())
+    ref64 = copy.deepcopy(ref).double()
+    params = [p.detach() for p in fast.parameters()]
+    v = (activation, pooling, SLOPE)
+    x, labels = torch.randn(5, 1, 28, 28), torch.randint(0, 10, (5,))
+    outs, grads = [], []
+    for model, inp in ((ref, x), (ref64, x.double())):
+        out = model(inp)
+        F.cross_entropy(out, labels).backward()
+        outs.append(out.detach())
+        grads.append([p.grad for p in model.parameters()])
+    assert_matches_reference(sim.lenet5_forward(x, *params, 2, 0.0, 1.0, *v), *outs, name=f"lenet5_forward {v}")
+    logits, saved = sim.lenet5_forward_train(x, *params, 2, *v)
+    assert_matches_reference(logits, *outs, name=f"lenet5_forward_train {v}")
+    g = torch.autograd.grad(F.cross_entropy(logits.requires_grad_(), labels), logits)[0]
+    got = sim.lenet5_backward(g, x, *params[0::2], saved, 2, [False] + [True] * 10, *v)
+    for i, (name, _) in enumerate(fast.named_parameters()):
+        assert_matches_reference(got[i + 1], grads[0][i], grads[1][i], name=f"lenet5_backward {name} {v}")
 
 
 class launches:

@@ -43,9 +43,10 @@ at::Tensor conv5x5_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tenso
 
 std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_cpu(const at::Tensor& x, const at::Tensor& w,
                                                          const at::Tensor& b, int64_t padding,
-                                                         bool save_act) {
+                                                         bool save_act, c10::string_view activation, c10::string_view pooling, double negative_slope) {
   const char* op = "conv5x5_tanh_pool";
   const ConvShape s = check_conv(op, x, w, b, padding, at::kCPU);
+  const Variant v = parse_variant(op, activation, pooling, negative_slope);
   check_image_size(op, s.IC, s.H + 2 * padding, s.W + 2 * padding);
   LF_CHECK(s.Ho >= 2 && s.Wo >= 2, op, "expected a convolution output of at least 2x2 to pool, got ",
            s.Ho, "x", s.Wo, " from x ", x.sizes());
@@ -59,6 +60,7 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_cpu(const at::Tensor& x, co
   a.y = y.data_ptr<float>();
   a.act = save_act ? act.data_ptr<float>() : nullptr;
   a.fused = true;
+  a.v = v;
   run_conv_forward(a, s.N, conv_grain(s));
   return {y, act};
 }
@@ -87,7 +89,7 @@ at::Tensor conv5x5_backward_input_cpu(const at::Tensor& grad, const at::Tensor& 
 // conv5x5_tanh_pool_backward_weight (pooled grad + saved act, taken back inside the kernel).
 std::tuple<at::Tensor, at::Tensor> backward_weight_impl(const char* op, const at::Tensor& grad,
                                                         const at::Tensor* act, const at::Tensor& x,
-                                                        int64_t padding) {
+                                                        int64_t padding, const Variant& v) {
   const ConvShape s = check_conv_weight_grad(op, grad, act, x, padding, at::kCPU);
   const int64_t Hp = s.H + 2 * padding, Wp = s.W + 2 * padding, K = s.IC * kTaps;
   check_image_size(op, s.IC, Hp, Wp);
@@ -100,7 +102,7 @@ std::tuple<at::Tensor, at::Tensor> backward_weight_impl(const char* op, const at
   const at::Tensor ac = act ? act->contiguous() : at::Tensor();
   const std::vector<int32_t> taps = PackedConv::tap_offsets(s.IC, Hp, Wp);
   const cpu::ConvWeightGradArgs a = cpu::weight_grad_args(
-      s, taps.data(), gc.data_ptr<float>(), act ? ac.data_ptr<float>() : nullptr, xc.data_ptr<float>());
+      s, taps.data(), gc.data_ptr<float>(), act ? ac.data_ptr<float>() : nullptr, xc.data_ptr<float>(), v);
 
   // Deterministic: see weight_grad_chunk.
   const int64_t chunk = cpu::weight_grad_chunk(s.N);
@@ -123,26 +125,28 @@ std::tuple<at::Tensor, at::Tensor> backward_weight_impl(const char* op, const at
 std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cpu(const at::Tensor& grad,
                                                                const at::Tensor& x,
                                                                int64_t padding) {
-  return backward_weight_impl("conv5x5_backward_weight", grad, nullptr, x, padding);
+  return backward_weight_impl("conv5x5_backward_weight", grad, nullptr, x, padding, Variant{});
 }
 
 std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_backward_weight_cpu(const at::Tensor& grad,
                                                                          const at::Tensor& act,
                                                                          const at::Tensor& x,
-                                                                         int64_t padding) {
-  return backward_weight_impl("conv5x5_tanh_pool_backward_weight", grad, &act, x, padding);
+                                                                         int64_t padding, c10::string_view activation, c10::string_view pooling, double negative_slope) {
+  const char* op = "conv5x5_tanh_pool_backward_weight";
+  return backward_weight_impl(op, grad, &act, x, padding, parse_variant(op, activation, pooling, negative_slope));
 }
 
-at::Tensor tanh_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& act) {
+at::Tensor tanh_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& act, c10::string_view activation, c10::string_view pooling, double negative_slope) {
   const char* op = "tanh_pool_backward";
   check_tanh_pool_backward(op, grad, act, at::kCPU);
+  const Variant v = parse_variant(op, activation, pooling, negative_slope);
   const at::Tensor gc = grad.contiguous(), ac = act.contiguous();
   at::Tensor d = at::empty(act.sizes(), act.options());
   const int64_t planes = act.size(0) * act.size(1), H = act.size(2), W = act.size(3);
   at::parallel_for(0, planes, std::max<int64_t>(1, 32768 / std::max<int64_t>(H * W, 1)),
                    [&](int64_t p0, int64_t p1) {
-                     cpu::kernels().tanh_pool_backward(gc.data_ptr<float>(), ac.data_ptr<float>(),
-                                                       d.data_ptr<float>(), H, W, p0, p1);
+                     cpu::kernels().act_pool_backward(gc.data_ptr<float>(), ac.data_ptr<float>(),
+                                                      d.data_ptr<float>(), H, W, p0, p1, v);
                    });
   return d;
 }

@@ -75,8 +75,9 @@ inline int64_t weight_grad_chunk(int64_t N) { return std::max<int64_t>(4, (N + 3
 
 // conv_weight_grad's arguments for a convolution of shape s; taps from PackedConv::tap_offsets.
 inline ConvWeightGradArgs weight_grad_args(const ConvShape& s, const int32_t* taps, const float* grad,
-                                           const float* act, const float* x) {
+                                           const float* act, const float* x, const Variant& v) {
   ConvWeightGradArgs a{};
+  a.v = v;
   a.grad = grad;
   a.act = act;
   a.x = x;

@@ -10,10 +10,12 @@
 #include <cstdint>
 #include <memory>
 
+#include "../variant.h"
+
 namespace lenet_fast {
 namespace cpu {
 
-// 5x5 stride-1 convolution, optionally fused with bias + tanh + 2x2/2 average pooling.
+// 5x5 stride-1 convolution, optionally fused with bias + activation + 2x2/2 pooling (v: which).
 struct ConvForwardArgs {
   const float* x;        // (N, IC, H, W) contiguous
   const float* wt;       // (IC*25, OCP) packed: wt[(ic*25 + kh*5 + kw)*OCP + oc], zero for oc >= OC
@@ -21,22 +23,24 @@ struct ConvForwardArgs {
   const float* bias;     // (OCP) zero-padded, or nullptr for none
   const int32_t* taps;   // (IC*25) offset of each tap into the padded image: ic*Hp*Wp + kh*Wp + kw
   float* y;              // plain: (N, OC, Ho, Wo); fused: (N, OC, Ho/2, Wo/2)
-  float* act;            // fused only: tanh(conv + bias) as (N, OC, Ho, Wo), or nullptr to skip
+  float* act;            // fused only: act(conv + bias) as (N, OC, Ho, Wo), or nullptr to skip
   int64_t IC, H, W, OC, OCP, pad, Ho, Wo;
   int oc_tile;           // 8 or 16 output channels per register tile; OCP is a multiple of it
   bool fused;
+  Variant v;             // fused only: the activation and pooling
 };
 
 // Weight and bias gradients of the 5x5 convolution, accumulated over a range of images.
 struct ConvWeightGradArgs {
   const float* grad;     // (N, OC, Ho, Wo): gradient at the convolution's output (before tanh/pool);
                          // with act: the pooled gradient (N, OC, Ho/2, Wo/2) of the fused op
-  const float* act;      // nullptr, or the fused op's saved tanh (N, OC, Ho, Wo): the kernel then
-                         // takes the gradient back through pool and tanh itself
+  const float* act;      // nullptr, or the fused op's saved activation (N, OC, Ho, Wo): the kernel
+                         // then takes the gradient back through the pool and activation itself
   const float* x;        // (N, IC, H, W)
   const int32_t* taps;   // as in ConvForwardArgs
   int64_t IC, H, W, OC, OCP, pad, Ho, Wo;
   int oc_tile;
+  Variant v;             // with act: the fused op's activation and pooling
 };
 
 // Input gradient of the 5x5 convolution.
@@ -47,14 +51,15 @@ struct ConvInputGradArgs {
   int64_t IC, H, W, OC, pad, Ho, Wo;
 };
 
-// y = act(x W^T + b), x (N, K), W (J, K), b (J), y (N, J).
+// y = x W^T + b, or act(x W^T + b) when `activate`: x (N, K), W (J, K), b (J), y (N, J).
 struct LinearArgs {
   const float* x;
   const float* w;
   const float* bias;     // may be nullptr
   float* y;
   int64_t K, J;
-  bool apply_tanh;
+  bool activate;
+  Variant v;             // the activation (v.pool unused)
 };
 
 struct Kernels {
@@ -78,20 +83,21 @@ struct Kernels {
   void (*linear_backward_weight)(const float* g, const float* x, float* dw, float* db, int64_t N,
                                  int64_t K, int64_t J, int64_t j0, int64_t j1);
 
-  // Elementwise, over [i0, i1) of the flattened tensor.
-  void (*tanh_forward)(const float* x, float* y, int64_t i0, int64_t i1);
-  void (*tanh_backward)(const float* g, const float* y, float* dx, int64_t i0, int64_t i1);
+  // Elementwise activation (v.act) and its backward from the saved output, over [i0, i1) of the
+  // flattened tensor.
+  void (*act_forward)(const float* x, float* y, int64_t i0, int64_t i1, const Variant& v);
+  void (*act_backward)(const float* g, const float* y, float* dx, int64_t i0, int64_t i1, const Variant& v);
   // 2x2/2 average pooling over planes [p0, p1) of (planes, H, W) -> (planes, H/2, W/2).
   void (*avg_pool_forward)(const float* x, float* y, int64_t H, int64_t W, int64_t p0, int64_t p1);
   void (*avg_pool_backward)(const float* g, float* dx, int64_t H, int64_t W, int64_t p0,
                             int64_t p1);
-  // Fused pool + tanh backward over planes [p0, p1): dpre (planes, H, W) from the pooled gradient
-  // (planes, H/2, W/2) and the saved activation (planes, H, W).
-  void (*tanh_pool_backward)(const float* g, const float* act, float* dpre, int64_t H, int64_t W,
-                             int64_t p0, int64_t p1);
+  // Fused pool + activation backward over planes [p0, p1): dpre (planes, H, W) from the pooled
+  // gradient (planes, H/2, W/2) and the saved activation (planes, H, W), for variant v.
+  void (*act_pool_backward)(const float* g, const float* act, float* dpre, int64_t H, int64_t W,
+                            int64_t p0, int64_t p1, const Variant& v);
 };
 
-// Images [n0, n1) through the whole network: conv1 and conv2 (fused with tanh and pooling), then
+// Images [n0, n1) through the whole network: conv1 and conv2 (fused with activation and pooling), then
 // the three fc layers, on whatever buffers the arguments name. Shared by the inference op (block
 // scratch buffers) and the training forward (the saved tensors), so both run the same kernels.
 inline void network_forward(const Kernels& k, const ConvForwardArgs& c1, const ConvForwardArgs& c2,

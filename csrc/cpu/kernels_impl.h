@@ -8,7 +8,7 @@
 //
 //   conv_forward      direct convolution, R output pixels x OCT channels in registers;
 //                     the fused version takes the 4 pixels of each 2x2 pooling window as its rows
-//                     and applies bias, tanh and the average before anything is stored.
+//                     and applies bias, the activation and the pooling before anything is stored.
 //   conv_weight_grad  dW^T[k][oc] += sum_p x[p + tap k] g[p][oc], KB taps x OCT channels in registers.
 //   conv_input_grad   T[k][p] = sum_oc W[oc][k] g[oc][p] vectorised over pixels (no zero padding
 //                     multiplied, unlike a "full" convolution), then col2im as a masked gather,
@@ -27,6 +27,14 @@ namespace cpu {
 namespace {
 
 LF_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+struct Vec4Ops {
+  using V = v4f;
+  LF_INLINE static v4f splat(float s) { return v4f{s, s, s, s}; }
+};
+
+template <Act A>
+LF_INLINE v8f act8(v8f x, float slope) { return act_forward<A, Vec8Ops>(x, slope); }
 
 // ------------------------------------------------------------------------------------------------
 // Convolution forward
@@ -91,9 +99,9 @@ LF_INLINE void store_lanes(float* out, int64_t plane_stride, v8f v, int64_t lane
   for (int64_t l = 0; l < lanes && l < 8; ++l) out[l * plane_stride] = tmp[l];
 }
 
-// Plain convolution + bias of pixels [p0, p1) of one image (or tanh of it into `act` when
-// `to_act`, for the pixels a fused kernel leaves out of its pooling windows).
-template <int NV, int R>
+// Plain convolution + bias of pixels [p0, p1) of one image (or the activation A of it into `act`
+// when `to_act`, for the pixels a fused kernel leaves out of its pooling windows).
+template <int NV, int R, Act A = Act::kTanh>
 void conv_pixels(const ConvForwardArgs& a, const float* xp, int64_t Wp, int64_t oc0, int64_t p0,
                  int64_t p1, float* out, bool to_act) {
   const int64_t K = a.IC * kTaps, P = a.Ho * a.Wo;
@@ -121,17 +129,17 @@ void conv_pixels(const ConvForwardArgs& a, const float* xp, int64_t Wp, int64_t 
     for (int r = 0; r < R && p + r < p1; ++r) {
       LF_UNROLL for (int v = 0; v < NV; ++v) {
         v8f o = acc[r][v] + bias[v];
-        if (to_act) o = tanh8(o);
+        if (to_act) o = act8<A>(o, a.v.slope);
         store_lanes(out + (oc0 + 8 * v) * P + p + r, P, o, a.OC - oc0 - 8 * v);
       }
     }
   }
 }
 
-// Fused conv + bias + tanh + 2x2 average pool of one image: each tile is WPB pooling windows
+// Fused conv + bias + activation + 2x2 pool of one image: each tile is WPB pooling windows
 // (R = 4 WPB conv pixels) by 8*NV channels, and only the pooled value leaves the registers
-// (plus tanh itself when the caller keeps it for backward).
-template <int NV, int WPB>
+// (plus the activation itself when the caller keeps it for backward).
+template <int NV, int WPB, Act A, Pool PL>
 void conv_fused_image(const ConvForwardArgs& a, const float* xp, int64_t Wp, float* y, float* act) {
   constexpr int R = 4 * WPB;
   const int64_t K = a.IC * kTaps, Hq = a.Ho / 2, Wq = a.Wo / 2, P = a.Ho * a.Wo, Pq = Hq * Wq;
@@ -153,8 +161,8 @@ void conv_fused_image(const ConvForwardArgs& a, const float* xp, int64_t Wp, flo
           LF_UNROLL for (int v = 0; v < NV; ++v) {
             const int64_t lanes = a.OC - oc0 - 8 * v;
             v8f t[4];
-            LF_UNROLL for (int i = 0; i < 4; ++i) t[i] = tanh8(acc[4 * w + i][v] + bias[v]);
-            const v8f pooled = (((t[0] + t[1]) + t[2]) + t[3]) * splat8(0.25f);  // as avg4()
+            LF_UNROLL for (int i = 0; i < 4; ++i) t[i] = act8<A>(acc[4 * w + i][v] + bias[v], a.v.slope);
+            const v8f pooled = pool4<PL, Vec8Ops>(t[0], t[1], t[2], t[3]);
             store_lanes(y + (oc0 + 8 * v) * Pq + qy * Wq + qx, Pq, pooled, lanes);
             if (act) {
               LF_UNROLL for (int i = 0; i < 4; ++i) {
@@ -167,25 +175,25 @@ void conv_fused_image(const ConvForwardArgs& a, const float* xp, int64_t Wp, flo
       }
     }
     if (act) {  // an odd last column / row lies outside every window; backward ignores it, but
-                // the saved activation is still tanh(conv) there
+                // the saved activation is still act(conv) there
       if (a.Wo % 2) {
         for (int64_t yy = 0; yy < 2 * Hq; ++yy) {
           const int64_t pix = yy * a.Wo + a.Wo - 1;
-          conv_pixels<NV, 1>(a, xp, Wp, oc0, pix, pix + 1, act, true);
+          conv_pixels<NV, 1, A>(a, xp, Wp, oc0, pix, pix + 1, act, true);
         }
       }
-      if (a.Ho % 2) conv_pixels<NV, 1>(a, xp, Wp, oc0, (a.Ho - 1) * a.Wo, P, act, true);
+      if (a.Ho % 2) conv_pixels<NV, 1, A>(a, xp, Wp, oc0, (a.Ho - 1) * a.Wo, P, act, true);
     }
   }
 }
 
-// Fused conv + tanh + pool for few output channels (conv1: OC = 6), with pixels in the lanes:
+// Fused conv + activation + pool for few output channels (conv1: OC = 6), with pixels in the lanes:
 // a tile is 8 neighbouring columns of two conv rows (one row of 4 pooling windows) by OCB
 // channels, so each tap costs 2 contiguous loads and OCB broadcasts for 2*OCB FMAs, and the
 // activation is stored as whole vectors. Channel lanes would leave 2 of 8 lanes idle and need a
 // broadcast per FMA. xp is a padded copy with at least 8 floats of slack past its end: the last
 // tile of a row reads up to 7 columns into the next row (those lanes are discarded).
-template <int OCB>
+template <int OCB, Act A, Pool PL>
 void conv_fused_pixel_lanes(const ConvForwardArgs& a, const float* xp, int64_t Wp,
                             const float* w, float* y, float* act) {
   const int64_t K = a.IC * kTaps, Hq = a.Ho / 2, Wq = a.Wo / 2, P = a.Ho * a.Wo, Pq = Hq * Wq;
@@ -215,7 +223,7 @@ void conv_fused_pixel_lanes(const ConvForwardArgs& a, const float* xp, int64_t W
         const int64_t cols = min64(8, a.Wo - x0), windows = min64(4, Wq - x0 / 2);
         for (int c = 0; c < OCB && oc0 + c < a.OC; ++c) {
           const int64_t oc = oc0 + c;
-          const v8f t0 = tanh8(acc[c][0] + bias[c]), t1 = tanh8(acc[c][1] + bias[c]);
+          const v8f t0 = act8<A>(acc[c][0] + bias[c], a.v.slope), t1 = act8<A>(acc[c][1] + bias[c], a.v.slope);
           if (act) {
             float* a0 = act + oc * P + 2 * qy * a.Wo + x0;
             if (cols == 8) {
@@ -228,12 +236,12 @@ void conv_fused_pixel_lanes(const ConvForwardArgs& a, const float* xp, int64_t W
               }
             }
           }
-          // avg4 order: (((top-left + top-right) + bottom-left) + bottom-right) / 4
+          // window order: top-left, top-right, bottom-left, bottom-right
           const v4f tl = __builtin_shufflevector(t0, t0, 0, 2, 4, 6);
           const v4f tr = __builtin_shufflevector(t0, t0, 1, 3, 5, 7);
           const v4f bl = __builtin_shufflevector(t1, t1, 0, 2, 4, 6);
           const v4f br = __builtin_shufflevector(t1, t1, 1, 3, 5, 7);
-          const v4f pooled = (((tl + tr) + bl) + br) * (v4f{} + 0.25f);
+          const v4f pooled = pool4<PL, Vec4Ops>(tl, tr, bl, br);
           float* yq = y + oc * Pq + qy * Wq + x0 / 2;
           for (int64_t l = 0; l < windows; ++l) yq[l] = pooled[l];
         }
@@ -245,15 +253,15 @@ void conv_fused_pixel_lanes(const ConvForwardArgs& a, const float* xp, int64_t W
       if (a.Wo % 2) {
         for (int64_t yy = 0; yy < 2 * Hq; ++yy) {
           const int64_t pix = yy * a.Wo + a.Wo - 1;
-          conv_pixels<1, 1>(a, xp, Wp, oc0, pix, pix + 1, act, true);
+          conv_pixels<1, 1, A>(a, xp, Wp, oc0, pix, pix + 1, act, true);
         }
       }
-      if (a.Ho % 2) conv_pixels<1, 1>(a, xp, Wp, oc0, (a.Ho - 1) * a.Wo, P, act, true);
+      if (a.Ho % 2) conv_pixels<1, 1, A>(a, xp, Wp, oc0, (a.Ho - 1) * a.Wo, P, act, true);
     }
   }
 }
 
-template <int NV>
+template <int NV, Act A, Pool PL>
 void conv_forward_nv(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scratch) {
   const int64_t Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, Pq = (a.Ho / 2) * (a.Wo / 2);
   for (int64_t n = n0; n < n1; ++n) {
@@ -262,13 +270,13 @@ void conv_forward_nv(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* sc
     if constexpr (NV == 1) {  // up to 8 channels: the fused kernel puts pixels in the lanes
       if (a.fused) {          // (always a copy, for the slack its loads rely on)
         const float* xp = padded_image_copy(img, a.IC, a.H, a.W, a.pad, scratch);
-        conv_fused_pixel_lanes<6>(a, xp, Wp, a.w, a.y + n * a.OC * Pq, act);
+        conv_fused_pixel_lanes<6, A, PL>(a, xp, Wp, a.w, a.y + n * a.OC * Pq, act);
         continue;
       }
     }
     const float* xp = padded_image(img, a.IC, a.H, a.W, a.pad, scratch);
     if (a.fused) {
-      conv_fused_image<NV, 1>(a, xp, Wp, a.y + n * a.OC * Pq, act);  // 16 channels x 1 window
+      conv_fused_image<NV, 1, A, PL>(a, xp, Wp, a.y + n * a.OC * Pq, act);  // 16 channels x 1 window
     } else {
       for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8 * NV)
         conv_pixels<NV, NV == 1 ? 8 : 6>(a, xp, Wp, oc0, 0, P, a.y + n * a.OC * P, false);
@@ -277,48 +285,80 @@ void conv_forward_nv(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* sc
 }
 
 void conv_forward(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scratch) {
-  if (a.oc_tile == 8)
-    conv_forward_nv<1>(a, n0, n1, scratch);
-  else
-    conv_forward_nv<2>(a, n0, n1, scratch);
+  const auto run = [&](auto act, auto pool) {
+    if (a.oc_tile == 8)
+      conv_forward_nv<1, decltype(act)::value, decltype(pool)::value>(a, n0, n1, scratch);
+    else
+      conv_forward_nv<2, decltype(act)::value, decltype(pool)::value>(a, n0, n1, scratch);
+  };
+  if (a.fused)
+    with_variant(a.v, run);
+  else  // no activation or pooling to choose
+    run(ActC<Act::kTanh>{}, PoolC<Pool::kAvg>{});
 }
 
 // ------------------------------------------------------------------------------------------------
 // Convolution weight gradient
 
-// One row of the 2x2 average pool's backward, through tanh when act (the saved activation row)
-// is given: d[0 .. W) from the pooled gradient row gr[0 .. W/2). Four pooled gradients at a time,
-// each duplicated to its two columns; an odd last column gets 0. Per element the arithmetic of
-// tanh_pool_backward_f32, so vector and scalar columns give the same bits.
-LF_INLINE void pool_backward_row(const float* gr, const float* act, float* d, int64_t W) {
+// One row of the 2x2 pool's backward, through the activation when act (this row's saved
+// activation) is given: d[0 .. W) from the pooled gradient row gr[0 .. W/2). `pair` is the other
+// row of the windows, which max pooling reads to find the element each window took, and `bottom`
+// says whether this row is the windows' second. Four windows at a time; an odd last column gets 0.
+// Per element the arithmetic of act_pool_backward_f32, so vector and scalar columns give the same
+// bits.
+template <Act A, Pool PL>
+LF_INLINE void pool_backward_row(const float* gr, const float* act, const float* pair, bool bottom, float* d,
+                                 int64_t W, float slope) {
   const int64_t Wq = W / 2;
+  const int32_t pos = bottom ? 2 : 0;  // window positions of this row's even and odd columns: pos, pos + 1
   int64_t qx = 0;
   for (; qx + 4 <= Wq; qx += 4) {
     v4f g4;
     __builtin_memcpy(&g4, gr + qx, sizeof g4);
-    const v8f gg = __builtin_shufflevector(g4, g4, 0, 0, 1, 1, 2, 2, 3, 3) * splat8(0.25f);
-    if (act) {
-      const v8f av = load8(act + 2 * qx);
-      store8(d + 2 * qx, gg * (splat8(1.0f) - av * av));  // tanh_backward_f32
-    } else {
-      store8(d + 2 * qx, gg);
+    v8f gg;
+    if constexpr (PL == Pool::kAvg) {
+      gg = __builtin_shufflevector(g4, g4, 0, 0, 1, 1, 2, 2, 3, 3) * splat8(0.25f);
+    } else {  // the element each window took, by pool4<kMax>'s scan, as max_index4
+      const v8f r = load8(act + 2 * qx), o = load8(pair + 2 * qx);
+      const v8f top = bottom ? o : r, bot = bottom ? r : o;
+      const v4f tl = __builtin_shufflevector(top, top, 0, 2, 4, 6), tr = __builtin_shufflevector(top, top, 1, 3, 5, 7);
+      const v4f bl = __builtin_shufflevector(bot, bot, 0, 2, 4, 6), br = __builtin_shufflevector(bot, bot, 1, 3, 5, 7);
+      v4f m = tl;
+      v4i taken = v4i{};
+      v4i k = max_takes(tr, m);
+      m = k ? tr : m;
+      taken = k ? v4i{1, 1, 1, 1} : taken;
+      k = max_takes(bl, m);
+      m = k ? bl : m;
+      taken = k ? v4i{2, 2, 2, 2} : taken;
+      k = max_takes(br, m);
+      taken = k ? v4i{3, 3, 3, 3} : taken;
+      const v4i even = v4i{} + pos, odd = even + 1;
+      const v4f ge = taken == even ? g4 : v4f{}, go = taken == odd ? g4 : v4f{};
+      gg = __builtin_shufflevector(ge, go, 0, 4, 1, 5, 2, 6, 3, 7);
     }
+    store8(d + 2 * qx, act ? act_backward<A, Vec8Ops>(gg, load8(act + 2 * qx), slope) : gg);
   }
   for (; qx < Wq; ++qx) {
-    if (act) {
-      d[2 * qx] = tanh_pool_backward_f32(gr[qx], act[2 * qx], true);
-      d[2 * qx + 1] = tanh_pool_backward_f32(gr[qx], act[2 * qx + 1], true);
-    } else {
-      d[2 * qx] = d[2 * qx + 1] = 0.25f * gr[qx];
+    int taken = 0;
+    if constexpr (PL == Pool::kMax) {
+      const float* t = bottom ? pair : act;
+      const float* b = bottom ? act : pair;
+      taken = max_index4(t[2 * qx], t[2 * qx + 1], b[2 * qx], b[2 * qx + 1]);
+    }
+    for (int c = 0; c < 2; ++c) {
+      const float gq = pool_grad<PL>(gr[qx], pos + c, taken);
+      d[2 * qx + c] = act ? act_backward_f32<A>(gq, act[2 * qx + c], slope) : gq;
     }
   }
   if (W % 2) d[W - 1] = 0.0f;
 }
 
 // The gradient at conv output row (oc, yy) of image n, out[0 .. Wo): read as is, or, for the
-// fused op, taken back through the 2x2 pool and tanh from the pooled gradient and the saved
-// activation. Row at a time, so the index arithmetic is paid once per row rather than per pixel
-// (per pixel, it cost more than the weight-gradient products themselves for conv1).
+// fused op, taken back through the 2x2 pool and the activation from the pooled gradient and the
+// saved activation. Row at a time, so the index arithmetic is paid once per row rather than per
+// pixel (per pixel, it cost more than the weight-gradient products themselves for conv1).
+template <Act A, Pool PL>
 LF_INLINE void conv_out_grad_row(const ConvWeightGradArgs& a, int64_t n, int64_t oc, int64_t yy,
                                  float* out) {
   if (!a.act) {
@@ -327,15 +367,17 @@ LF_INLINE void conv_out_grad_row(const ConvWeightGradArgs& a, int64_t n, int64_t
     return;
   }
   const int64_t Hq = a.Ho / 2, Wq = a.Wo / 2;
-  const float* act = a.act + ((n * a.OC + oc) * a.Ho + yy) * a.Wo;
   if (yy >= 2 * Hq) {  // a dropped odd last row
-    for (int64_t xx = 0; xx < a.Wo; ++xx) out[xx] = tanh_pool_backward_f32(0.0f, act[xx], false);
+    for (int64_t xx = 0; xx < a.Wo; ++xx) out[xx] = 0.0f;
     return;
   }
-  pool_backward_row(a.grad + ((n * a.OC + oc) * Hq + yy / 2) * Wq, act, out, a.Wo);
+  const float* act = a.act + ((n * a.OC + oc) * a.Ho + yy) * a.Wo;
+  const bool bottom = yy % 2;
+  pool_backward_row<A, PL>(a.grad + ((n * a.OC + oc) * Hq + yy / 2) * Wq, act, bottom ? act - a.Wo : act + a.Wo,
+                           bottom, out, a.Wo, a.v.slope);
 }
 
-template <int NV, int KB>
+template <int NV, int KB, Act A, Pool PL>
 void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
                          float* db, float* scratch) {
   const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, K = a.IC * kTaps;
@@ -347,7 +389,7 @@ void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, fl
       for (int64_t yy = 0; yy < a.Ho; ++yy) {
         float* col = gt + yy * a.Wo * a.OCP + oc;
         if (oc < a.OC) {
-          conv_out_grad_row(a, n, oc, yy, row);
+          conv_out_grad_row<A, PL>(a, n, oc, yy, row);
           for (int64_t xx = 0; xx < a.Wo; ++xx) col[xx * a.OCP] = row[xx];
         } else {
           for (int64_t xx = 0; xx < a.Wo; ++xx) col[xx * a.OCP] = 0.0f;
@@ -394,7 +436,7 @@ void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, fl
 // laid out on the padded image's row stride (zeros in the extra columns), each weight's gradient
 // is one long contiguous dot product, dW[oc][k] = sum_q g[oc][q] x[q + tap k]. A tile is OCB
 // channels x KB taps: KB + OCB loads for OCB*KB FMAs, and a horizontal sum per weight at the end.
-template <int OCB, int KB>
+template <int OCB, int KB, Act A, Pool PL>
 void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
                                   float* db, float* scratch) {
   const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, K = a.IC * kTaps;
@@ -407,7 +449,7 @@ void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64
       float* row = gw + oc * Q;
       for (int64_t yy = 0; yy < a.Ho; ++yy) {
         float* r = row + yy * Wp;
-        conv_out_grad_row(a, n, oc, yy, r);
+        conv_out_grad_row<A, PL>(a, n, oc, yy, r);
         for (int64_t xx = a.Wo; xx < Wp; ++xx) r[xx] = 0.0f;
       }
       for (int64_t q = a.Ho * Wp; q < Q; ++q) row[q] = 0.0f;
@@ -444,10 +486,16 @@ void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64
 
 void conv_weight_grad(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt, float* db,
                       float* scratch) {
-  if (a.OC <= 8)  // oc_tile 8: pixel lanes
-    conv_weight_grad_pixel_lanes<6, 2>(a, n0, n1, dwt, db, scratch);
-  else
-    conv_weight_grad_nv<2, 4>(a, n0, n1, dwt, db, scratch);
+  const auto run = [&](auto act, auto pool) {
+    if (a.OC <= 8)  // oc_tile 8: pixel lanes
+      conv_weight_grad_pixel_lanes<6, 2, decltype(act)::value, decltype(pool)::value>(a, n0, n1, dwt, db, scratch);
+    else
+      conv_weight_grad_nv<2, 4, decltype(act)::value, decltype(pool)::value>(a, n0, n1, dwt, db, scratch);
+  };
+  if (a.act)
+    with_variant(a.v, run);
+  else  // the gradient at the convolution's output: no activation or pooling to go back through
+    run(ActC<Act::kTanh>{}, PoolC<Pool::kAvg>{});
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -528,18 +576,23 @@ void conv_input_grad(const ConvInputGradArgs& a, int64_t n0, int64_t n1, float* 
 // ------------------------------------------------------------------------------------------------
 // Linear layers, on nn.Linear's layouts: x (N, K), W (J, K), y (N, J).
 
-// Elementwise tanh over [i0, i1) of a flat array (in place allowed). Every element goes through
-// tanh8, the tail too (through a padded copy), so a value's bits never depend on where a range
-// boundary falls.
-void tanh_forward(const float* x, float* y, int64_t i0, int64_t i1) {
+// Elementwise activation A over [i0, i1) of a flat array (in place allowed). Every element goes
+// through act8, the tail too (through a padded copy), so a value's bits never depend on where a
+// range boundary falls.
+template <Act A>
+void act_forward_range(const float* x, float* y, int64_t i0, int64_t i1, float slope) {
   int64_t i = i0;
-  for (; i + 8 <= i1; i += 8) store8(y + i, tanh8(load8(x + i)));
+  for (; i + 8 <= i1; i += 8) store8(y + i, act8<A>(load8(x + i), slope));
   if (i < i1) {
     float tmp[8] = {};
     for (int64_t l = 0; l < i1 - i; ++l) tmp[l] = x[i + l];
-    store8(tmp, tanh8(load8(tmp)));
+    store8(tmp, act8<A>(load8(tmp), slope));
     for (int64_t l = 0; l < i1 - i; ++l) y[i + l] = tmp[l];
   }
+}
+
+void act_forward(const float* x, float* y, int64_t i0, int64_t i1, const Variant& v) {
+  with_act(v.act, [&](auto act) { act_forward_range<decltype(act)::value>(x, y, i0, i1, v.slope); });
 }
 
 
@@ -589,9 +642,9 @@ void linear_forward(const LinearArgs& a, int64_t n0, int64_t n1) {
     for (; n + RN <= n1; n += RN) linear_rows<RN, RJ>(a, n, j0);
     for (; n < n1; ++n) linear_rows<1, RJ>(a, n, j0);
   }
-  // tanh over the rows just written (contiguous, in cache), 8 at a time: one scalar tanh per
-  // output cost more than the layer's dot products.
-  if (a.apply_tanh) tanh_forward(a.y, a.y, n0 * a.J, n1 * a.J);
+  // The activation over the rows just written (contiguous, in cache), 8 at a time: one scalar tanh
+  // per output cost more than the layer's dot products.
+  if (a.activate) act_forward(a.y, a.y, n0 * a.J, n1 * a.J, a.v);
 }
 
 // dx rows r of a tile: dx[n][k0 .. k0 + 8 NV) = sum_j g[n][j] W[j][k0 ..]
@@ -698,8 +751,10 @@ void linear_backward_weight(const float* g, const float* x, float* dw, float* db
 // ------------------------------------------------------------------------------------------------
 // Elementwise and pooling
 
-void tanh_backward(const float* g, const float* y, float* dx, int64_t i0, int64_t i1) {
-  for (int64_t i = i0; i < i1; ++i) dx[i] = tanh_backward_f32(g[i], y[i]);
+void act_backward(const float* g, const float* y, float* dx, int64_t i0, int64_t i1, const Variant& v) {
+  with_act(v.act, [&](auto act) {
+    for (int64_t i = i0; i < i1; ++i) dx[i] = act_backward_f32<decltype(act)::value>(g[i], y[i], v.slope);
+  });
 }
 
 void avg_pool_forward(const float* x, float* y, int64_t H, int64_t W, int64_t p0, int64_t p1) {
@@ -716,32 +771,35 @@ void avg_pool_forward(const float* x, float* y, int64_t H, int64_t W, int64_t p0
   }
 }
 
-// dx (planes, H, W) from g (planes, H/2, W/2): each pooled gradient spread to its 2x2 window,
-// times tanh's derivative from the saved activation when act is given. Rows are walked in pairs so
-// the inner loop has no division or branch; an odd last row / column gets 0.
+// dx (planes, H, W) from g (planes, H/2, W/2): each pooled gradient taken back to its 2x2 window,
+// then through the activation's backward from the saved activation when act is given (average
+// pooling may go without). A row at a time; an odd last row / column gets 0.
+template <Act A, Pool PL>
 LF_INLINE void pool_backward_planes(const float* g, const float* act, float* dx, int64_t H,
-                                    int64_t W, int64_t p0, int64_t p1) {
+                                    int64_t W, int64_t p0, int64_t p1, float slope) {
   const int64_t Hq = H / 2, Wq = W / 2;
   for (int64_t p = p0; p < p1; ++p) {
     for (int64_t yy = 0; yy < H; ++yy) {
       float* d = dx + (p * H + yy) * W;
-      const float* a = act ? act + (p * H + yy) * W : nullptr;
       if (yy >= 2 * Hq) {
         for (int64_t xx = 0; xx < W; ++xx) d[xx] = 0.0f;
         continue;
       }
-      pool_backward_row(g + (p * Hq + yy / 2) * Wq, a, d, W);
+      const float* a = act ? act + (p * H + yy) * W : nullptr;
+      const bool bottom = yy % 2;
+      pool_backward_row<A, PL>(g + (p * Hq + yy / 2) * Wq, a, a ? (bottom ? a - W : a + W) : nullptr, bottom, d,
+                               W, slope);
     }
   }
 }
 
 void avg_pool_backward(const float* g, float* dx, int64_t H, int64_t W, int64_t p0, int64_t p1) {
-  pool_backward_planes(g, nullptr, dx, H, W, p0, p1);
+  pool_backward_planes<Act::kTanh, Pool::kAvg>(g, nullptr, dx, H, W, p0, p1, 0.0f);
 }
 
-void tanh_pool_backward(const float* g, const float* act, float* dpre, int64_t H, int64_t W,
-                        int64_t p0, int64_t p1) {
-  pool_backward_planes(g, act, dpre, H, W, p0, p1);
+void act_pool_backward(const float* g, const float* act, float* dpre, int64_t H, int64_t W,
+                       int64_t p0, int64_t p1, const Variant& v) {
+  with_variant(v, [&](auto a, auto pool) { pool_backward_planes<decltype(a)::value, decltype(pool)::value>(g, act, dpre, H, W, p0, p1, v.slope); });
 }
 
 Kernels make_kernels(const char* isa) {
@@ -753,11 +811,11 @@ Kernels make_kernels(const char* isa) {
   k.linear_forward = linear_forward;
   k.linear_backward_input = linear_backward_input;
   k.linear_backward_weight = linear_backward_weight;
-  k.tanh_forward = tanh_forward;
-  k.tanh_backward = tanh_backward;
+  k.act_forward = act_forward;
+  k.act_backward = act_backward;
   k.avg_pool_forward = avg_pool_forward;
   k.avg_pool_backward = avg_pool_backward;
-  k.tanh_pool_backward = tanh_pool_backward;
+  k.act_pool_backward = act_pool_backward;
   return k;
 }
 

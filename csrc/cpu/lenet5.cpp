@@ -23,8 +23,9 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const a
                               const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& f1w,
                               const at::Tensor& f1b, const at::Tensor& f2w, const at::Tensor& f2b,
                               const at::Tensor& f3w, const at::Tensor& f3b, int64_t padding,
-                              double mean, double std) {
+                              double mean, double std, c10::string_view activation, c10::string_view pooling, double negative_slope) {
   const char* op = "lenet5_forward";
+  const Variant v = parse_variant(op, activation, pooling, negative_slope);
   const Lenet5Shape s = check_lenet5(op, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding,
                                      at::kCPU, /*x_may_be_uint8=*/true);
   check_lenet5_normalize(op, x, mean, std);
@@ -33,7 +34,8 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const a
         c10::Dispatcher::singleton().findSchemaOrThrow("lenet_fast::gather_normalize", "")
             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, double)>();
     const at::Tensor xf = normalize.call(x, at::arange(x.size(0), x.options().dtype(at::kLong)), mean, std);
-    return lenet5_forward_cpu(xf, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, 0.0, 1.0);
+    return lenet5_forward_cpu(xf, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, 0.0, 1.0, activation,
+                              pooling, negative_slope);
   }
   const int64_t N = s.c1.N;
   at::Tensor y = at::empty({N, s.J3}, x.options());
@@ -65,15 +67,17 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const a
                   cpu::ConvForwardArgs c1 = cpu::forward_args(s.c1, p1, xc.data_ptr<float>() + n * in1);
                   c1.y = b.a1.get();
                   c1.fused = true;
+                  c1.v = v;
                   cpu::ConvForwardArgs c2 = cpu::forward_args(s.c2, p2, b.a1.get());
                   c2.y = b.a2.get();
                   c2.fused = true;
+                  c2.v = v;
                   const cpu::LinearArgs l1{b.a2.get(), f1wc.data_ptr<float>(), f1bc.data_ptr<float>(), b.h1.get(),
-                                           s.F, s.J1, true};
+                                           s.F, s.J1, true, v};
                   const cpu::LinearArgs l2{b.h1.get(), f2wc.data_ptr<float>(), f2bc.data_ptr<float>(), b.h2.get(),
-                                           s.J1, s.J2, true};
+                                           s.J1, s.J2, true, v};
                   const cpu::LinearArgs l3{b.h2.get(), f3wc.data_ptr<float>(), f3bc.data_ptr<float>(),
-                                           y.data_ptr<float>() + n * s.J3, s.J2, s.J3, false};
+                                           y.data_ptr<float>() + n * s.J3, s.J2, s.J3, false, v};
                   cpu::network_forward(cpu::kernels(), c1, c2, l1, l2, l3, 0, m, b.pad.get());
                 });
   return y;

@@ -1,4 +1,4 @@
-// CPU implementations of the fully connected ops (nn.Linear layouts, optional fused tanh).
+// CPU implementations of the fully connected ops (nn.Linear layouts, optional fused activation).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -10,7 +10,7 @@ namespace lenet_fast {
 namespace {
 
 at::Tensor linear_impl(const char* op, const at::Tensor& x, const at::Tensor& w,
-                       const at::Tensor& b, bool apply_tanh) {
+                       const at::Tensor& b, bool activate, const Variant& v) {
   check_linear(op, x, w, b, at::kCPU);
   const int64_t K = w.size(1), J = w.size(0);
   const at::Tensor x2 = as_matrix(x).contiguous();
@@ -18,7 +18,7 @@ at::Tensor linear_impl(const char* op, const at::Tensor& x, const at::Tensor& w,
   const int64_t N = x2.size(0);
   at::Tensor y = at::empty({N, J}, x.options());
   cpu::LinearArgs a{x2.data_ptr<float>(), wc.data_ptr<float>(), bc.data_ptr<float>(),
-                    y.data_ptr<float>(), K, J, apply_tanh};
+                    y.data_ptr<float>(), K, J, activate, v};
   const int64_t grain = std::max<int64_t>(1, 1000000 / std::max<int64_t>(2 * K * J, 1));
   at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
     cpu::kernels().linear_forward(a, n0, n1);
@@ -27,11 +27,13 @@ at::Tensor linear_impl(const char* op, const at::Tensor& x, const at::Tensor& w,
 }
 
 at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  return linear_impl("linear", x, w, b, false);
+  return linear_impl("linear", x, w, b, false, Variant{});
 }
 
-at::Tensor linear_tanh_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  return linear_impl("linear_tanh", x, w, b, true);
+at::Tensor linear_tanh_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                           c10::string_view activation, double negative_slope) {
+  const char* op = "linear_tanh";
+  return linear_impl(op, x, w, b, true, parse_variant(op, activation, "avg", negative_slope));
 }
 
 at::Tensor linear_backward_input_cpu(const at::Tensor& grad, const at::Tensor& w) {

@@ -5,7 +5,7 @@
 //              activations are in cache, writing what backward needs (as lenet5_forward does,
 //              plus the saved tensors).
 //   backward   region 1, a job per weight-gradient chunk of images (weight_grad_chunk): the fc
-//              layers' input gradients, the pool/tanh backward, conv2's input gradient, and both
+//              layers' input gradients, the pool/activation backward, conv2's input gradient, and both
 //              convolutions' weight-gradient partials, all on the chunk while it is in cache;
 //              region 2: the fc weight gradients, split over output rows (each row summed over
 //              the whole batch in order), and the convolutions' partials added in chunk order.
@@ -52,7 +52,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_fused(
     const Lenet5Shape& s, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
     const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& f1w, const at::Tensor& f1b,
     const at::Tensor& f2w, const at::Tensor& f2b, const at::Tensor& f3w, const at::Tensor& f3b,
-    int64_t padding) {
+    int64_t padding, const Variant& v) {
   const char* op = "lenet5_forward_train";
   const int64_t N = s.c1.N;
   const auto o = x.options();
@@ -75,13 +75,15 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_fused(
   c1.y = f32(p1);
   c1.act = f32(act1);
   c1.fused = true;
+  c1.v = v;
   ConvForwardArgs c2 = forward_args(s.c2, k2, f32(p1));
   c2.y = f32(flat);
   c2.act = f32(act2);
   c2.fused = true;
-  const LinearArgs l1{f32(flat), f32(f1wc), f32(f1bc), f32(h1), s.F, s.J1, true};
-  const LinearArgs l2{f32(h1), f32(f2wc), f32(f2bc), f32(h2), s.J1, s.J2, true};
-  const LinearArgs l3{f32(h2), f32(f3wc), f32(f3bc), f32(logits), s.J2, s.J3, false};
+  c2.v = v;
+  const LinearArgs l1{f32(flat), f32(f1wc), f32(f1bc), f32(h1), s.F, s.J1, true, v};
+  const LinearArgs l2{f32(h1), f32(f2wc), f32(f2bc), f32(h2), s.J1, s.J2, true, v};
+  const LinearArgs l3{f32(h2), f32(f3wc), f32(f3bc), f32(logits), s.J2, s.J3, false, v};
   const int64_t scratch =
       std::max(conv_forward_scratch(s.c1.IC, Hp, Wp), conv_forward_scratch(s.c2.IC, s.c2.H, s.c2.W));
 
@@ -98,7 +100,8 @@ std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& g
                                                              const at::Tensor& w1, const at::Tensor& w2,
                                                              const at::Tensor& f1w, const at::Tensor& f2w,
                                                              const at::Tensor& f3w, at::TensorList saved,
-                                                             int64_t padding, std::array<bool, 11> need) {
+                                                             int64_t padding, std::array<bool, 11> need,
+                                                             const Variant& v) {
   const char* op = "lenet5_backward";
   // Every parameter's gradient and not x's: the mask of a training step.
   if (need[0] || !std::all_of(need.begin() + 1, need.end(), [](bool b) { return b; })) return std::nullopt;
@@ -143,8 +146,8 @@ std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& g
 
   const std::vector<int32_t> taps1 = PackedConv::tap_offsets(s1.IC, s1.H + 2 * padding, s1.W + 2 * padding),
                              taps2 = PackedConv::tap_offsets(s2.IC, s2.H, s2.W);
-  const ConvWeightGradArgs a1 = weight_grad_args(s1, taps1.data(), f32(dp1), f32(act1), f32(xc));
-  const ConvWeightGradArgs a2 = weight_grad_args(s2, taps2.data(), f32(dpre2), nullptr, f32(p1));
+  const ConvWeightGradArgs a1 = weight_grad_args(s1, taps1.data(), f32(dp1), f32(act1), f32(xc), v);
+  const ConvWeightGradArgs a2 = weight_grad_args(s2, taps2.data(), f32(dpre2), nullptr, f32(p1), v);
   const ConvInputGradArgs ai{f32(dpre2), f32(w2c), f32(dp1), s2.IC, s2.H, s2.W, OC2, 0, s2.Ho, s2.Wo};
   const int64_t chunk = weight_grad_chunk(N), chunks = (N + chunk - 1) / chunk;
   const int64_t part1 = weight_grad_partial_size(a1), part2 = weight_grad_partial_size(a2);
@@ -159,11 +162,11 @@ std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& g
              const Kernels& k = kernels();
              const int64_t n0 = ch * chunk, n1 = std::min(N, n0 + chunk);
              k.linear_backward_input(f32(gc), f32(f3wc), f32(g2), J2, J3, n0, n1);
-             k.tanh_backward(f32(g2), f32(h2), f32(g2), n0 * J2, n1 * J2);
+             k.act_backward(f32(g2), f32(h2), f32(g2), n0 * J2, n1 * J2, v);
              k.linear_backward_input(f32(g2), f32(f2wc), f32(g1), J1, J2, n0, n1);
-             k.tanh_backward(f32(g1), f32(h1), f32(g1), n0 * J1, n1 * J1);
+             k.act_backward(f32(g1), f32(h1), f32(g1), n0 * J1, n1 * J1, v);
              k.linear_backward_input(f32(g1), f32(f1wc), f32(dp2), F, J1, n0, n1);
-             k.tanh_pool_backward(f32(dp2), f32(act2), f32(dpre2), s2.Ho, s2.Wo, n0 * OC2, n1 * OC2);
+             k.act_pool_backward(f32(dp2), f32(act2), f32(dpre2), s2.Ho, s2.Wo, n0 * OC2, n1 * OC2, v);
              float* d2 = partial2.data() + ch * part2;
              k.conv_weight_grad(a2, n0, n1, d2, d2 + part2 - a2.OCP, buf.get());
              k.conv_input_grad(ai, n0, n1, buf.get());

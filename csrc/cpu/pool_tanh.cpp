@@ -1,4 +1,4 @@
-// CPU implementations of the standalone 2x2 average pool and tanh ops.
+// CPU implementations of the standalone 2x2 average pool and activation ops.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -41,26 +41,28 @@ at::Tensor avg_pool2x2_backward_cpu(const at::Tensor& grad, int64_t H, int64_t W
   return dx;
 }
 
-at::Tensor tanh_cpu(const at::Tensor& x) {
+at::Tensor tanh_cpu(const at::Tensor& x, c10::string_view activation, double negative_slope) {
   const char* op = "tanh";
+  const Variant v = parse_variant(op, activation, "avg", negative_slope);
   check_float32(op, "x", x);
   check_devices(op, at::kCPU, {{"x", &x}});
   const at::Tensor xc = x.contiguous();
   at::Tensor y = at::empty(x.sizes(), x.options());
   at::parallel_for(0, xc.numel(), kElementwiseGrain, [&](int64_t i0, int64_t i1) {
-    cpu::kernels().tanh_forward(xc.data_ptr<float>(), y.data_ptr<float>(), i0, i1);
+    cpu::kernels().act_forward(xc.data_ptr<float>(), y.data_ptr<float>(), i0, i1, v);
   });
   return y;
 }
 
-at::Tensor tanh_backward_cpu(const at::Tensor& grad, const at::Tensor& y) {
+at::Tensor tanh_backward_cpu(const at::Tensor& grad, const at::Tensor& y, c10::string_view activation,
+                             double negative_slope) {
   const char* op = "tanh_backward";
+  const Variant v = parse_variant(op, activation, "avg", negative_slope);
   check_tanh_backward(op, grad, y, at::kCPU);
   const at::Tensor gc = grad.contiguous(), yc = y.contiguous();
   at::Tensor dx = at::empty(y.sizes(), y.options());
   at::parallel_for(0, yc.numel(), kElementwiseGrain, [&](int64_t i0, int64_t i1) {
-    cpu::kernels().tanh_backward(gc.data_ptr<float>(), yc.data_ptr<float>(), dx.data_ptr<float>(),
-                                 i0, i1);
+    cpu::kernels().act_backward(gc.data_ptr<float>(), yc.data_ptr<float>(), dx.data_ptr<float>(), i0, i1, v);
   });
   return dx;
 }

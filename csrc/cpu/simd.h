@@ -12,6 +12,7 @@ namespace {
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
 
 // An initializer, not `v8f{} + s`: adding 0.0f is not a no-op in IEEE arithmetic (-0 + 0 = +0), so
 // the compiler would emit a scalar add before every broadcast.

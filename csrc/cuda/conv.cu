@@ -1,5 +1,6 @@
-// CUDA convolution kernels and their launchers: 5x5 stride-1 convolution, fused with bias + tanh +
-// 2x2 average pooling, and the weight gradient. No torch here (see launchers.h): the same file
+// CUDA convolution kernels and their launchers: 5x5 stride-1 convolution, fused with bias + the
+// activation + 2x2 pooling (template parameters: tanh, relu, leaky_relu, sigmoid; average or max),
+// and the weight gradient. No torch here (see launchers.h): the same file
 // builds under nvcc and, as C++, under the CPU harness (csrc/cuda/sim/) that CI runs it in.
 //
 //   conv5x5_forward_kernel  one block per image; the zero-padded image (a chunk of input channels
@@ -12,7 +13,8 @@
 //                           and one output-gradient plane of an image staged in shared memory at a
 //                           time, threads (tap, pixel group) summing over the chunk, the groups
 //                           added in order; the extra input-channel row sums the bias gradient, and
-//                           the fused op's pool + tanh backward is done as the gradient is staged.
+//                           the fused op's pool + activation backward is done as the gradient is
+//                           staged.
 //                           Per-chunk partials are added by conv_weight_reduce_kernel in a fixed
 //                           order: deterministic without atomics, and no separate bias pass.
 //
@@ -26,14 +28,14 @@ namespace lenet_fast {
 namespace cuda {
 namespace {
 
-template <bool FUSED>
+template <bool FUSED, Act A, Pool PL>
 __global__ void conv5x5_forward_kernel(
     const float* __restrict__ x,     // (N, IC, H, W)
     const float* __restrict__ w,     // (OC, IC, 5, 5)
     const float* __restrict__ bias,  // (OC) or null
     float* __restrict__ y,           // plain (N, OC, Ho, Wo); fused (N, OC, Ho/2, Wo/2)
-    float* __restrict__ act,         // fused: tanh(conv) (N, OC, Ho, Wo), or null
-    int IC, int H, int W, int OC, int pad, int ic_chunk) {
+    float* __restrict__ act,         // fused: A(conv) (N, OC, Ho, Wo), or null
+    int IC, int H, int W, int OC, int pad, int ic_chunk, float slope) {
   LF_DYNAMIC_SHARED(float, smem);
   const int Hp = H + 2 * pad, Wp = W + 2 * pad;
   const int Ho = Hp - (kKernel - 1), Wo = Wp - (kKernel - 1), Hq = Ho / 2, Wq = Wo / 2;
@@ -126,8 +128,8 @@ __global__ void conv5x5_forward_kernel(
     } else if (window) {
       float t[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) t[i] = tanh_f32(acc[i] + b);
-      y[(plane * Hq + oy / 2) * Wq + ox / 2] = avg4(t[0], t[1], t[2], t[3]);
+      for (int i = 0; i < 4; ++i) t[i] = act_f32<A>(acc[i] + b, slope);
+      y[(plane * Hq + oy / 2) * Wq + ox / 2] = pool4<PL, ScalarOps>(t[0], t[1], t[2], t[3]);
       if (act) {
         float* a = act + (plane * Ho + oy) * Wo + ox;
         a[0] = t[0];
@@ -136,7 +138,7 @@ __global__ void conv5x5_forward_kernel(
         a[Wo + 1] = t[3];
       }
     } else {
-      act[(plane * Ho + oy) * Wo + ox] = tanh_f32(acc[0] + b);
+      act[(plane * Ho + oy) * Wo + ox] = act_f32<A>(acc[0] + b, slope);
     }
   }
 }
@@ -144,13 +146,14 @@ __global__ void conv5x5_forward_kernel(
 // Block (chunk, ic, oc): the 25 weights (oc, ic, .) summed over the chunk's images, or with
 // ic == IC the bias of oc. Thread (tap, group) sums the pixels p = group, group + G, ...; the
 // groups are then added in order (deterministic). With act, g is the pooled gradient of the fused
-// op and the output gradient is its pool + tanh backward, computed as it is staged.
+// op and the output gradient is its pool + activation backward (A, PL), computed as it is staged.
+template <Act A, Pool PL>
 __global__ void conv_weight_grad_kernel(
     const float* __restrict__ g,    // (N, OC, Ho, Wo), or pooled (N, OC, Ho/2, Wo/2) with act
-    const float* __restrict__ act,  // (N, OC, Ho, Wo) tanh output of the fused op, or null
+    const float* __restrict__ act,  // (N, OC, Ho, Wo) activation output of the fused op, or null
     const float* __restrict__ x,    // (N, IC, H, W)
     float* __restrict__ partial,    // (chunks, OC * IC * 25 + OC)
-    int64_t N, int64_t chunk, int IC, int H, int W, int OC, int pad) {
+    int64_t N, int64_t chunk, int IC, int H, int W, int OC, int pad, float slope) {
   LF_DYNAMIC_SHARED(float, smem);
   const int Hp = H + 2 * pad, Wp = W + 2 * pad;
   const int Ho = Hp - (kKernel - 1), Wo = Wp - (kKernel - 1), P = Ho * Wo, Hq = Ho / 2, Wq = Wo / 2;
@@ -178,7 +181,12 @@ __global__ void conv_weight_grad_kernel(
         const int yy = i / Wo, xx = i % Wo;
         const bool in = yy < 2 * Hq && xx < 2 * Wq;
         const float gq = in ? g[(plane * Hq + yy / 2) * Wq + xx / 2] : 0.0f;
-        s_g[i] = tanh_pool_backward_f32(gq, act[plane * P + i], in);
+        int taken = 0;
+        if (PL == Pool::kMax && in) {  // the element its window's maximum took, as the forward's scan
+          const float* w0 = act + plane * P + (yy & ~1) * Wo + (xx & ~1);
+          taken = max_index4(w0[0], w0[1], w0[Wo], w0[Wo + 1]);
+        }
+        s_g[i] = act_pool_backward_f32<A, PL>(gq, act[plane * P + i], (yy & 1) * 2 + (xx & 1), taken, in, slope);
       } else {
         s_g[i] = g[plane * P + i];
       }
@@ -224,32 +232,44 @@ __global__ void conv_weight_reduce_kernel(const float* __restrict__ partial, flo
 
 cudaError_t launch_conv_forward(const float* x, const float* w, const float* bias, float* y, float* act,
                                 int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
-                                bool fused, cudaStream_t stream) {
+                                bool fused, const Variant& v, cudaStream_t stream) {
   if (N == 0) return cudaSuccess;
   const ConvForwardPlan p = conv_forward_plan(IC, H, W, OC, pad);
   if (IC > 0 && !p.fits) return cudaErrorInvalidValue;  // the caller checks this with a message
   const unsigned int blocks = static_cast<unsigned int>(N);
   const int ic = static_cast<int>(IC), h = static_cast<int>(H), wd = static_cast<int>(W),
             oc = static_cast<int>(OC), pd = static_cast<int>(pad), chunk = static_cast<int>(p.ic_chunk);
-  if (fused)
-    LF_LAUNCH(conv5x5_forward_kernel<true>, blocks, kThreads, p.shared_bytes, stream)(
-        x, w, bias, y, act, ic, h, wd, oc, pd, chunk);
-  else
-    LF_LAUNCH(conv5x5_forward_kernel<false>, blocks, kThreads, p.shared_bytes, stream)(
-        x, w, bias, y, static_cast<float*>(nullptr), ic, h, wd, oc, pd, chunk);
+  if (fused) {
+    with_variant(v, [&](auto a, auto pool) {
+      const auto kernel = conv5x5_forward_kernel<true, decltype(a)::value, decltype(pool)::value>;
+      LF_LAUNCH(kernel, blocks, kThreads, p.shared_bytes, stream)(x, w, bias, y, act, ic, h, wd, oc, pd, chunk,
+                                                                 v.slope);
+    });
+  } else {
+    const auto kernel = conv5x5_forward_kernel<false, Act::kTanh, Pool::kAvg>;  // (no activation or pooling)
+    LF_LAUNCH(kernel, blocks, kThreads, p.shared_bytes, stream)(x, w, bias, y, static_cast<float*>(nullptr), ic, h,
+                                                               wd, oc, pd, chunk, 0.0f);
+  }
   return cudaGetLastError();
 }
 
 cudaError_t launch_conv_weight_grad(const float* g, const float* act, const float* x, float* partial, float* dw,
                                     float* db, int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
-                                    cudaStream_t stream) {
+                                    const Variant& v, cudaStream_t stream) {
   if (N == 0 || OC == 0) return cudaSuccess;  // the caller returns zeros
   const int64_t chunk = conv_weight_grad_chunk(N), chunks = conv_weight_grad_chunks(N);
   const size_t shared = static_cast<size_t>(conv_weight_grad_shared_bytes(H, W, pad));
   const dim3 grid(static_cast<unsigned int>(chunks), static_cast<unsigned int>(IC + 1), static_cast<unsigned int>(OC));
-  LF_LAUNCH(conv_weight_grad_kernel, grid, kThreads, shared, stream)(g, act, x, partial, N, chunk, static_cast<int>(IC),
-                                                                     static_cast<int>(H), static_cast<int>(W),
-                                                                     static_cast<int>(OC), static_cast<int>(pad));
+  const auto run = [&](auto a, auto pool) {
+    const auto kernel = conv_weight_grad_kernel<decltype(a)::value, decltype(pool)::value>;
+    LF_LAUNCH(kernel, grid, kThreads, shared, stream)(g, act, x, partial, N, chunk, static_cast<int>(IC),
+                                                      static_cast<int>(H), static_cast<int>(W), static_cast<int>(OC),
+                                                      static_cast<int>(pad), v.slope);
+  };
+  if (act)
+    with_variant(v, run);
+  else  // the gradient at the conv output: no activation or pooling to go back through
+    run(ActC<Act::kTanh>{}, PoolC<Pool::kAvg>{});
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   const int64_t nw = OC * IC * kTaps, size = nw + OC;

@@ -43,11 +43,12 @@ inline ConvForwardPlan conv_forward_plan(int64_t IC, int64_t H, int64_t W, int64
 }
 
 // 5x5 stride-1 convolution of x (N, IC, H, W) with w (OC, IC, 5, 5) + bias (OC, or null):
-// plain -> y (N, OC, Ho, Wo); fused -> y = pool(tanh(.)) (N, OC, Ho/2, Wo/2) and, if act is not
-// null, act = tanh(.) (N, OC, Ho, Wo). One block per image (N < 2^31).
+// plain -> y (N, OC, Ho, Wo); fused -> y = pool(act(.)) (N, OC, Ho/2, Wo/2) and, if act is not
+// null, act = act(.) (N, OC, Ho, Wo), for the activation and pooling of v. One block per image
+// (N < 2^31).
 cudaError_t launch_conv_forward(const float* x, const float* w, const float* bias, float* y, float* act,
                                 int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
-                                bool fused, cudaStream_t stream);
+                                bool fused, const Variant& v, cudaStream_t stream);
 
 // The weight gradient's work split: images per partial sum (a function of N alone, so the sum
 // order never depends on the hardware), and the shared memory one block needs.
@@ -66,32 +67,35 @@ inline int64_t conv_weight_grad_shared_bytes(int64_t H, int64_t W, int64_t pad) 
 
 // dw (OC, IC, 5, 5) and db (OC) of conv5x5, two launches (the bias in the same kernel), from x
 // (N, IC, H, W) and the gradient at the conv output g (N, OC, Ho, Wo) -- or, with act (the fused
-// op's saved tanh output), from its pooled gradient g (N, OC, Ho/2, Wo/2). partial:
+// op's saved activation, variant v), from its pooled gradient g (N, OC, Ho/2, Wo/2). partial:
 // conv_weight_grad_chunks(N) * (OC * IC * 25 + OC) floats of workspace. N >= 1 and OC >= 1; IC may
 // be 0 (then only db is computed); IC + 1 and OC at most 65535 (grid limits).
 cudaError_t launch_conv_weight_grad(const float* g, const float* act, const float* x, float* partial, float* dw,
                                     float* db, int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
-                                    cudaStream_t stream);
+                                    const Variant& v, cudaStream_t stream);
 
-// dpre (planes, H, W) from the pooled gradient g (planes, H/2, W/2): through tanh when act is
-// given (the fused op's backward), the plain average-pool backward when act is null.
-cudaError_t launch_tanh_pool_backward(const float* g, const float* act, float* dpre, int64_t planes, int64_t H,
-                                      int64_t W, cudaStream_t stream);
+// dpre (planes, H, W) from the pooled gradient g (planes, H/2, W/2): back through v's pooling and
+// activation when act is given (the fused op's backward; max pooling re-finds each window's
+// element in act), the plain average-pool backward when act is null.
+cudaError_t launch_act_pool_backward(const float* g, const float* act, float* dpre, int64_t planes, int64_t H,
+                                     int64_t W, const Variant& v, cudaStream_t stream);
 
 // y (planes, H/2, W/2) = 2x2/2 average pool (floor mode) of x (planes, H, W).
 cudaError_t launch_avg_pool_forward(const float* x, float* y, int64_t planes, int64_t H, int64_t W,
                                     cudaStream_t stream);
 
-// y = tanh(x); dx = g (1 - y^2); n elements.
-cudaError_t launch_tanh_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
-cudaError_t launch_tanh_backward(const float* g, const float* y, float* dx, int64_t n, cudaStream_t stream);
+// y = act(x); dx = act's backward from y (g (1 - y^2) for tanh); n elements; v.act and v.slope.
+cudaError_t launch_act_forward(const float* x, float* y, int64_t n, const Variant& v, cudaStream_t stream);
+cudaError_t launch_act_backward(const float* g, const float* y, float* dx, int64_t n, const Variant& v,
+                                cudaStream_t stream);
 
 // C (M, Nc) = epilogue(sum_k A(m, k) B(k, n)), with A(m, k) = A[m * sam + k * sak] and
-// B(k, n) = B[k * sbk + n * sbn]; epilogue adds bias[n] (if not null) then tanh (if asked).
+// B(k, n) = B[k * sbk + n * sbn]; epilogue adds bias[n] (if not null) then the activation act->act
+// (if act is not null).
 // K may be 0 (C is then the epilogue of 0). With bias_grad, also bias_grad[m] = sum_k A(m, k), in
 // the same launch (a column of ones after B's last): a linear layer's dL/db beside its dL/dW.
 cudaError_t launch_gemm(const float* A, int64_t sam, int64_t sak, const float* B, int64_t sbk, int64_t sbn,
-                        float* C, int64_t M, int64_t Nc, int64_t K, const float* bias, bool apply_tanh,
+                        float* C, int64_t M, int64_t Nc, int64_t K, const float* bias, const Variant* act,
                         float* bias_grad, cudaStream_t stream);
 
 // out (B, row) = normalize(images[index[b]]) for uint8 images (n, row); an index outside [0, n)

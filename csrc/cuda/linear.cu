@@ -20,12 +20,14 @@ namespace {
 
 constexpr int kTile = 16;
 
-__global__ void gemm_kernel(const float* __restrict__ A, int64_t sam, int64_t sak,
+// ACT: apply the activation A in the epilogue.
+template <bool ACT, Act A>
+__global__ void gemm_kernel(const float* __restrict__ A_, int64_t sam, int64_t sak,
                             const float* __restrict__ B, int64_t sbk, int64_t sbn,
                             float* __restrict__ C,           // (M, Nc) contiguous
                             int64_t M, int64_t Nc, int64_t K,
                             const float* __restrict__ bias,  // (Nc) or null
-                            bool apply_tanh,
+                            float slope,
                             float* __restrict__ bias_grad) {  // (M): sum_k A(m, k), as column Nc; or null
   __shared__ float s_a[kTile][kTile + 1];  // +1: no bank conflicts on the transposed reads
   __shared__ float s_b[kTile][kTile + 1];
@@ -37,7 +39,7 @@ __global__ void gemm_kernel(const float* __restrict__ A, int64_t sam, int64_t sa
     float acc = 0.0f;
     for (int64_t k0 = 0; k0 < K; k0 += kTile) {
       const int64_t ka = k0 + tx, kb = k0 + ty;
-      s_a[ty][tx] = (row < M && ka < K) ? A[row * sam + ka * sak] : 0.0f;
+      s_a[ty][tx] = (row < M && ka < K) ? A_[row * sam + ka * sak] : 0.0f;
       s_b[ty][tx] = kb < K ? (col < Nc ? B[kb * sbk + col * sbn] : (bias_grad && col == Nc ? 1.0f : 0.0f)) : 0.0f;
       __syncthreads();
       float part = 0.0f;  // blocked summation: long reductions (dW over a big batch) stay accurate
@@ -48,7 +50,7 @@ __global__ void gemm_kernel(const float* __restrict__ A, int64_t sam, int64_t sa
     }
     if (row < M && col < Nc) {
       float v = acc + (bias ? bias[col] : 0.0f);
-      C[row * Nc + col] = apply_tanh ? tanh_f32(v) : v;
+      C[row * Nc + col] = ACT ? act_f32<A>(v, slope) : v;
     } else if (row < M && bias_grad && col == Nc) {
       bias_grad[row] = acc;
     }
@@ -58,15 +60,24 @@ __global__ void gemm_kernel(const float* __restrict__ A, int64_t sam, int64_t sa
 }  // namespace
 
 cudaError_t launch_gemm(const float* A, int64_t sam, int64_t sak, const float* B, int64_t sbk, int64_t sbn,
-                        float* C, int64_t M, int64_t Nc, int64_t K, const float* bias, bool apply_tanh,
+                        float* C, int64_t M, int64_t Nc, int64_t K, const float* bias, const Variant* act,
                         float* bias_grad, cudaStream_t stream) {
   if (M == 0 || (Nc == 0 && !bias_grad)) return cudaSuccess;
   const int64_t cols = Nc + (bias_grad ? 1 : 0);
   const int64_t gx = (cols + kTile - 1) / kTile, gy = (M + kTile - 1) / kTile;
   // Rows beyond 65535 tiles are covered by the kernel's grid-stride loop.
   const dim3 grid(static_cast<unsigned int>(gx), static_cast<unsigned int>(gy < 65535 ? gy : 65535));
-  LF_LAUNCH(gemm_kernel, grid, dim3(kTile, kTile), 0, stream)(A, sam, sak, B, sbk, sbn, C, M, Nc, K, bias, apply_tanh,
-                                                                  bias_grad);
+  if (act) {
+    with_act(act->act, [&](auto a) {
+      const auto kernel = gemm_kernel<true, decltype(a)::value>;
+      LF_LAUNCH(kernel, grid, dim3(kTile, kTile), 0, stream)(A, sam, sak, B, sbk, sbn, C, M, Nc, K, bias, act->slope,
+                                                            bias_grad);
+    });
+  } else {
+    const auto kernel = gemm_kernel<false, Act::kTanh>;
+    LF_LAUNCH(kernel, grid, dim3(kTile, kTile), 0, stream)(A, sam, sak, B, sbk, sbn, C, M, Nc, K, bias, 0.0f,
+                                                          bias_grad);
+  }
   return cudaGetLastError();
 }
 

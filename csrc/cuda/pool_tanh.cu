@@ -1,5 +1,6 @@
-// CUDA elementwise kernels and their launchers: tanh and its backward, 2x2/2 average pooling and
-// its backward, and the fused pool + tanh backward of conv5x5_tanh_pool. Grid-stride loops with
+// CUDA elementwise kernels and their launchers: the activation (tanh or a variant's) and its
+// backward, 2x2/2 average pooling and its backward, and the fused pool + activation backward of
+// conv5x5_tanh_pool (average or max pooling). Grid-stride loops with
 // 64-bit indices; the arithmetic is kernel_math.h's, shared with the CPU kernels. No torch here:
 // the file builds under nvcc and under the CPU harness (csrc/cuda/sim/).
 #include "../kernel_math.h"
@@ -10,18 +11,20 @@ namespace lenet_fast {
 namespace cuda {
 namespace {
 
-__global__ void tanh_forward_kernel(const float* __restrict__ x,  // (n) any layout, contiguous
-                                    float* __restrict__ y, int64_t n) {
+template <Act A>
+__global__ void act_forward_kernel(const float* __restrict__ x,  // (n) any layout, contiguous
+                                   float* __restrict__ y, int64_t n, float slope) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{blockDim.x} * gridDim.x)
-    y[i] = tanh_f32(x[i]);
+    y[i] = act_f32<A>(x[i], slope);
 }
 
-__global__ void tanh_backward_kernel(const float* __restrict__ g, const float* __restrict__ y,
-                                     float* __restrict__ dx, int64_t n) {
+template <Act A>
+__global__ void act_backward_kernel(const float* __restrict__ g, const float* __restrict__ y,
+                                    float* __restrict__ dx, int64_t n, float slope) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{blockDim.x} * gridDim.x)
-    dx[i] = tanh_backward_f32(g[i], y[i]);
+    dx[i] = act_backward_f32<A>(g[i], y[i], slope);
 }
 
 __global__ void avg_pool_forward_kernel(const float* __restrict__ x,  // (planes, H, W)
@@ -36,28 +39,47 @@ __global__ void avg_pool_forward_kernel(const float* __restrict__ x,  // (planes
   }
 }
 
-// mode 0: avg pool backward; mode 1: fused tanh + pool backward using act.
+// The pool's backward: through the activation A from act when act is given (the fused op's),
+// else the plain average-pool backward (PL average, act null).
+template <Act A, Pool PL>
 __global__ void pool_backward_kernel(const float* __restrict__ g,    // (planes, H/2, W/2)
                                      const float* __restrict__ act,  // (planes, H, W) or null
                                      float* __restrict__ dx,         // (planes, H, W)
-                                     int64_t planes, int64_t H, int64_t W) {
+                                     int64_t planes, int64_t H, int64_t W, float slope) {
   const int64_t Hq = H / 2, Wq = W / 2, n = planes * H * W;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{blockDim.x} * gridDim.x) {
     const int64_t xx = i % W, yy = (i / W) % H, p = i / (W * H);
     const bool in = yy < 2 * Hq && xx < 2 * Wq;
     const float gq = in ? g[(p * Hq + yy / 2) * Wq + xx / 2] : 0.0f;
-    dx[i] = act ? tanh_pool_backward_f32(gq, act[i], in) : (in ? 0.25f * gq : 0.0f);
+    if (!act) {
+      dx[i] = in ? pool_grad<Pool::kAvg>(gq, 0, 0) : 0.0f;
+      continue;
+    }
+    int taken = 0;
+    if (PL == Pool::kMax && in) {
+      const float* w0 = act + (p * H + (yy & ~int64_t{1})) * W + (xx & ~int64_t{1});
+      taken = max_index4(w0[0], w0[1], w0[W], w0[W + 1]);
+    }
+    dx[i] = act_pool_backward_f32<A, PL>(gq, act[i], static_cast<int>((yy & 1) * 2 + (xx & 1)), taken, in, slope);
   }
 }
 
 }  // namespace
 
-cudaError_t launch_tanh_pool_backward(const float* g, const float* act, float* dpre, int64_t planes, int64_t H,
-                                      int64_t W, cudaStream_t stream) {
+cudaError_t launch_act_pool_backward(const float* g, const float* act, float* dpre, int64_t planes, int64_t H,
+                                     int64_t W, const Variant& v, cudaStream_t stream) {
   const int64_t n = planes * H * W;
   if (n == 0) return cudaSuccess;
-  LF_LAUNCH(pool_backward_kernel, grid_for(n), kThreads, 0, stream)(g, act, dpre, planes, H, W);
+  if (!act) {
+    const auto kernel = pool_backward_kernel<Act::kTanh, Pool::kAvg>;
+    LF_LAUNCH(kernel, grid_for(n), kThreads, 0, stream)(g, act, dpre, planes, H, W, v.slope);
+    return cudaGetLastError();
+  }
+  with_variant(v, [&](auto a, auto pool) {
+    const auto kernel = pool_backward_kernel<decltype(a)::value, decltype(pool)::value>;
+    LF_LAUNCH(kernel, grid_for(n), kThreads, 0, stream)(g, act, dpre, planes, H, W, v.slope);
+  });
   return cudaGetLastError();
 }
 
@@ -69,15 +91,22 @@ cudaError_t launch_avg_pool_forward(const float* x, float* y, int64_t planes, in
   return cudaGetLastError();
 }
 
-cudaError_t launch_tanh_forward(const float* x, float* y, int64_t n, cudaStream_t stream) {
+cudaError_t launch_act_forward(const float* x, float* y, int64_t n, const Variant& v, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  LF_LAUNCH(tanh_forward_kernel, grid_for(n), kThreads, 0, stream)(x, y, n);
+  with_act(v.act, [&](auto a) {
+    const auto kernel = act_forward_kernel<decltype(a)::value>;
+    LF_LAUNCH(kernel, grid_for(n), kThreads, 0, stream)(x, y, n, v.slope);
+  });
   return cudaGetLastError();
 }
 
-cudaError_t launch_tanh_backward(const float* g, const float* y, float* dx, int64_t n, cudaStream_t stream) {
+cudaError_t launch_act_backward(const float* g, const float* y, float* dx, int64_t n, const Variant& v,
+                                cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  LF_LAUNCH(tanh_backward_kernel, grid_for(n), kThreads, 0, stream)(g, y, dx, n);
+  with_act(v.act, [&](auto a) {
+    const auto kernel = act_backward_kernel<decltype(a)::value>;
+    LF_LAUNCH(kernel, grid_for(n), kThreads, 0, stream)(g, y, dx, n, v.slope);
+  });
   return cudaGetLastError();
 }
 

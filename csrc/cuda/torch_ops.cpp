@@ -76,12 +76,13 @@ void check_int32(const char* op, const char* what, int64_t v) {
 
 // Launches conv5x5_forward_kernel after the checks a CUDA launch of it needs.
 void conv_forward(const char* op, const float* x, const float* w, const float* bias, float* y, float* act,
-                  int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad, bool fused) {
+                  int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad, bool fused,
+                  const Variant& v = Variant{}) {
   const int64_t Ho = H + 2 * pad - 4, Wo = W + 2 * pad - 4;
   check_conv_fits(op, IC, H, W, OC, pad);
   check_int32(op, "one image", std::max(IC * H * W, OC * Ho * Wo) + OC * (Ho + Wo));
   LF_CHECK(N <= 2147483647, op, "a batch of ", N, " images exceeds the CUDA grid limit");
-  check_launch(op, launch_conv_forward(x, w, bias, y, act, N, IC, H, W, OC, pad, fused, stream()));
+  check_launch(op, launch_conv_forward(x, w, bias, y, act, N, IC, H, W, OC, pad, fused, v, stream()));
 }
 
 at::Tensor conv5x5_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t padding) {
@@ -95,9 +96,11 @@ at::Tensor conv5x5_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tens
 }
 
 std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_cuda(const at::Tensor& x, const at::Tensor& w,
-                                                          const at::Tensor& b, int64_t padding, bool save_act) {
+                                                          const at::Tensor& b, int64_t padding, bool save_act,
+                                                          c10::string_view activation, c10::string_view pooling, double negative_slope) {
   const char* op = "conv5x5_tanh_pool";
   const ConvShape s = check_conv(op, x, w, b, padding, kDevice);
+  const Variant v = parse_variant(op, activation, pooling, negative_slope);
   LF_CHECK(s.Ho >= 2 && s.Wo >= 2, op, "expected a convolution output of at least 2x2 to pool, got ", s.Ho, "x",
            s.Wo, " from x ", x.sizes());
   const Guard guard(x);
@@ -105,7 +108,7 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_cuda(const at::Tensor& x, c
   at::Tensor y = new_output({s.N, s.OC, s.Ho / 2, s.Wo / 2}, x.options());
   at::Tensor act = save_act ? new_output({s.N, s.OC, s.Ho, s.Wo}, x.options()) : at::empty({0}, x.options());
   conv_forward(op, ptr(xc), ptr(wc), ptr(bc), mut(y), save_act ? mut(act) : nullptr, s.N, s.IC, s.H, s.W, s.OC,
-               padding, true);
+               padding, true, v);
   return {y, act};
 }
 
@@ -123,10 +126,11 @@ at::Tensor conv5x5_backward_input_cuda(const at::Tensor& grad, const at::Tensor&
 }
 
 // dw, db of a conv from its output gradient (at the conv output, contiguous) and input; with act
-// (the fused op's saved tanh output), gc is the pooled gradient, taken back through the pool and
-// tanh inside the weight-gradient kernel.
+// (the fused op's saved activation, variant v), gc is the pooled gradient, taken back through the
+// pool and activation inside the weight-gradient kernel.
 std::tuple<at::Tensor, at::Tensor> weight_grad(const char* op, const at::Tensor& gc, const at::Tensor* act,
-                                               const at::Tensor& x, const ConvShape& s, int64_t padding) {
+                                               const at::Tensor& x, const ConvShape& s, int64_t padding,
+                                               const Variant& v = Variant{}) {
   if (s.N == 0 || s.OC == 0)
     return {at::zeros({s.OC, s.IC, kKernel, kKernel}, x.options()), at::zeros({s.OC}, x.options())};
   LF_CHECK(conv_weight_grad_shared_bytes(s.H, s.W, padding) <= kSharedBytes, op,
@@ -140,7 +144,7 @@ std::tuple<at::Tensor, at::Tensor> weight_grad(const char* op, const at::Tensor&
   at::Tensor db = new_output({s.OC}, x.options());
   at::Tensor partial = at::empty({conv_weight_grad_chunks(s.N) * (s.OC * s.IC * kTaps + s.OC)}, x.options());
   check_launch(op, launch_conv_weight_grad(ptr(gc), act ? ptr(*act) : nullptr, ptr(xc), mut(partial), mut(dw),
-                                           mut(db), s.N, s.IC, s.H, s.W, s.OC, padding, stream()));
+                                           mut(db), s.N, s.IC, s.H, s.W, s.OC, padding, v, stream()));
   return {dw, db};
 }
 
@@ -152,26 +156,30 @@ std::tuple<at::Tensor, at::Tensor> conv5x5_backward_weight_cuda(const at::Tensor
   return weight_grad(op, grad.contiguous(), nullptr, x, s, padding);
 }
 
-// The fused op's weight gradient from its pooled gradient: the pool + tanh backward happens in the
-// weight-gradient kernel as it stages each plane (the full-resolution gradient is never written).
+// The fused op's weight gradient from its pooled gradient: the pool + activation backward happens
+// in the weight-gradient kernel as it stages each plane (the full-resolution gradient is never
+// written).
 std::tuple<at::Tensor, at::Tensor> conv5x5_tanh_pool_backward_weight_cuda(const at::Tensor& grad,
                                                                           const at::Tensor& act,
-                                                                          const at::Tensor& x, int64_t padding) {
+                                                                          const at::Tensor& x, int64_t padding,
+                                                                          c10::string_view activation, c10::string_view pooling, double negative_slope) {
   const char* op = "conv5x5_tanh_pool_backward_weight";
   const ConvShape s = check_conv_weight_grad(op, grad, &act, x, padding, kDevice);
+  const Variant v = parse_variant(op, activation, pooling, negative_slope);
   const Guard guard(x);
   const at::Tensor gc = grad.contiguous(), ac = act.contiguous();
-  return weight_grad(op, gc, &ac, x, s, padding);
+  return weight_grad(op, gc, &ac, x, s, padding, v);
 }
 
-at::Tensor tanh_pool_backward_cuda(const at::Tensor& grad, const at::Tensor& act) {
+at::Tensor tanh_pool_backward_cuda(const at::Tensor& grad, const at::Tensor& act, c10::string_view activation, c10::string_view pooling, double negative_slope) {
   const char* op = "tanh_pool_backward";
   check_tanh_pool_backward(op, grad, act, kDevice);
+  const Variant v = parse_variant(op, activation, pooling, negative_slope);
   const Guard guard(act);
   const at::Tensor gc = grad.contiguous(), ac = act.contiguous();
   at::Tensor d = new_output(act.sizes(), act.options());
-  check_launch(op, launch_tanh_pool_backward(ptr(gc), ptr(ac), mut(d), act.size(0) * act.size(1), act.size(2),
-                                             act.size(3), stream()));
+  check_launch(op, launch_act_pool_backward(ptr(gc), ptr(ac), mut(d), act.size(0) * act.size(1), act.size(2),
+                                            act.size(3), v, stream()));
   return d;
 }
 
@@ -194,50 +202,58 @@ at::Tensor avg_pool2x2_backward_cuda(const at::Tensor& grad, int64_t H, int64_t 
   const Guard guard(grad);
   const at::Tensor gc = grad.contiguous();
   at::Tensor dx = new_output({grad.size(0), grad.size(1), H, W}, grad.options());
-  check_launch(op, launch_tanh_pool_backward(ptr(gc), nullptr, mut(dx), grad.size(0) * grad.size(1), H, W, stream()));
+  check_launch(op, launch_act_pool_backward(ptr(gc), nullptr, mut(dx), grad.size(0) * grad.size(1), H, W, Variant{},
+                                            stream()));
   return dx;
 }
 
-at::Tensor tanh_cuda(const at::Tensor& x) {
+at::Tensor tanh_cuda(const at::Tensor& x, c10::string_view activation, double negative_slope) {
   const char* op = "tanh";
+  const Variant v = parse_variant(op, activation, "avg", negative_slope);
   check_float32(op, "x", x);
   check_devices(op, kDevice, {{"x", &x}});
   const Guard guard(x);
   const at::Tensor xc = x.contiguous();
   at::Tensor y = new_output(x.sizes(), x.options());
-  check_launch(op, launch_tanh_forward(ptr(xc), mut(y), y.numel(), stream()));
+  check_launch(op, launch_act_forward(ptr(xc), mut(y), y.numel(), v, stream()));
   return y;
 }
 
-at::Tensor tanh_backward_cuda(const at::Tensor& grad, const at::Tensor& y) {
+at::Tensor tanh_backward_cuda(const at::Tensor& grad, const at::Tensor& y, c10::string_view activation,
+                              double negative_slope) {
   const char* op = "tanh_backward";
+  const Variant v = parse_variant(op, activation, "avg", negative_slope);
   check_tanh_backward(op, grad, y, kDevice);
   const Guard guard(y);
   const at::Tensor gc = grad.contiguous(), yc = y.contiguous();
   at::Tensor dx = new_output(y.sizes(), y.options());
-  check_launch(op, launch_tanh_backward(ptr(gc), ptr(yc), mut(dx), dx.numel(), stream()));
+  check_launch(op, launch_act_backward(ptr(gc), ptr(yc), mut(dx), dx.numel(), v, stream()));
   return dx;
 }
 
+// act: the activation after the bias, or null for none.
 at::Tensor linear_impl(const char* op, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
-                       bool apply_tanh) {
+                       const Variant* act) {
   check_linear(op, x, w, b, kDevice);
   const Guard guard(x);
   const int64_t K = w.size(1), J = w.size(0);
   const at::Tensor x2 = as_matrix(x).contiguous(), wc = w.contiguous(), bc = b.contiguous();
   const int64_t N = x2.size(0);
   at::Tensor y = new_output({N, J}, x.options());
-  // K == 0 too: the sum over no features is 0, so y is the bias (through tanh_f32, as on the CPU)
-  check_launch(op, launch_gemm(ptr(x2), K, 1, ptr(wc), 1, K, mut(y), N, J, K, ptr(bc), apply_tanh, nullptr, stream()));
+  // K == 0 too: the sum over no features is 0, so y is the bias (through the activation, as on the CPU)
+  check_launch(op, launch_gemm(ptr(x2), K, 1, ptr(wc), 1, K, mut(y), N, J, K, ptr(bc), act, nullptr, stream()));
   return y.view(linear_out_sizes(x, J));
 }
 
 at::Tensor linear_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  return linear_impl("linear", x, w, b, false);
+  return linear_impl("linear", x, w, b, nullptr);
 }
 
-at::Tensor linear_tanh_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  return linear_impl("linear_tanh", x, w, b, true);
+at::Tensor linear_tanh_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, c10::string_view activation,
+                            double negative_slope) {
+  const char* op = "linear_tanh";
+  const Variant v = parse_variant(op, activation, "avg", negative_slope);
+  return linear_impl(op, x, w, b, &v);
 }
 
 at::Tensor linear_backward_input_cuda(const at::Tensor& grad, const at::Tensor& w) {
@@ -247,7 +263,7 @@ at::Tensor linear_backward_input_cuda(const at::Tensor& grad, const at::Tensor& 
   const int64_t K = w.size(1), J = w.size(0);
   const at::Tensor g2 = as_matrix(grad).contiguous(), wc = w.contiguous();
   at::Tensor dx = new_output({g2.size(0), K}, grad.options());  // the GEMM writes every element
-  check_launch(op, launch_gemm(ptr(g2), J, 1, ptr(wc), K, 1, mut(dx), g2.size(0), K, J, nullptr, false, nullptr, stream()));
+  check_launch(op, launch_gemm(ptr(g2), J, 1, ptr(wc), K, 1, mut(dx), g2.size(0), K, J, nullptr, nullptr, nullptr, stream()));
   return dx.view(linear_out_sizes(grad, K));
 }
 
@@ -261,7 +277,7 @@ std::tuple<at::Tensor, at::Tensor> linear_backward_weight_cuda(const at::Tensor&
   if (N == 0) return {at::zeros({J, K}, x.options()), at::zeros({J}, x.options())};
   at::Tensor dw = new_output({J, K}, x.options());  // the GEMM and the channel sum write all of it
   at::Tensor db = new_output({J}, x.options());
-  check_launch(op, launch_gemm(ptr(g2), 1, J, ptr(x2), K, 1, mut(dw), J, K, N, nullptr, false, mut(db), stream()));
+  check_launch(op, launch_gemm(ptr(g2), 1, J, ptr(x2), K, 1, mut(dw), J, K, N, nullptr, nullptr, mut(db), stream()));
   return {dw, db};
 }
 
@@ -301,8 +317,10 @@ NetParams net_params(const std::vector<at::Tensor>& c) {  // contiguous, in mode
 at::Tensor lenet5_forward_cuda(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                                const at::Tensor& b2, const at::Tensor& f1w, const at::Tensor& f1b,
                                const at::Tensor& f2w, const at::Tensor& f2b, const at::Tensor& f3w,
-                               const at::Tensor& f3b, int64_t padding, double mean, double std) {
+                               const at::Tensor& f3b, int64_t padding, double mean, double std,
+                               c10::string_view activation, c10::string_view pooling, double negative_slope) {
   const char* op = "lenet5_forward";
+  const Variant v = parse_variant(op, activation, pooling, negative_slope);
   const Lenet5Shape s = check_lenet5(op, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, kDevice,
                                      /*x_may_be_uint8=*/true);
   check_lenet5_normalize(op, x, mean, std);
@@ -312,7 +330,7 @@ at::Tensor lenet5_forward_cuda(const at::Tensor& x, const at::Tensor& w1, const 
   at::Tensor y = new_output({N, s.J3}, x.options().dtype(at::kFloat));
   if (N == 0) return y;
   const std::vector<at::Tensor> c = contiguous_params({&w1, &b1, &w2, &b2, &f1w, &f1b, &f2w, &f2b, &f3w, &f3b});
-  if (fused_geometry(s, padding)) {
+  if (fused_geometry(s, padding) && v.act == Act::kTanh && v.pool == Pool::kAvg) {  // (the tutorial's network)
     const at::Tensor xc = x.contiguous();
     check_launch(op, launch_net_forward(u8 ? nullptr : ptr(xc), u8 ? xc.data_ptr<uint8_t>() : nullptr,
                                         static_cast<float>(mean), static_cast<float>(std), net_params(c), mut(y),
@@ -326,11 +344,11 @@ at::Tensor lenet5_forward_cuda(const at::Tensor& x, const at::Tensor& w1, const 
   at::Tensor a2 = new_output({N, s.F}, y.options());
   at::Tensor h1 = new_output({N, s.J1}, y.options());
   at::Tensor h2 = new_output({N, s.J2}, y.options());
-  conv_forward(op, ptr(xc), ptr(c[0]), ptr(c[1]), mut(a1), nullptr, N, s.c1.IC, s.c1.H, s.c1.W, s.c1.OC, padding, true);
-  conv_forward(op, ptr(a1), ptr(c[2]), ptr(c[3]), mut(a2), nullptr, N, s.c2.IC, s.c2.H, s.c2.W, s.c2.OC, 0, true);
-  check_launch(op, launch_gemm(ptr(a2), s.F, 1, ptr(c[4]), 1, s.F, mut(h1), N, s.J1, s.F, ptr(c[5]), true, nullptr, stream()));
-  check_launch(op, launch_gemm(ptr(h1), s.J1, 1, ptr(c[6]), 1, s.J1, mut(h2), N, s.J2, s.J1, ptr(c[7]), true, nullptr, stream()));
-  check_launch(op, launch_gemm(ptr(h2), s.J2, 1, ptr(c[8]), 1, s.J2, mut(y), N, s.J3, s.J2, ptr(c[9]), false, nullptr, stream()));
+  conv_forward(op, ptr(xc), ptr(c[0]), ptr(c[1]), mut(a1), nullptr, N, s.c1.IC, s.c1.H, s.c1.W, s.c1.OC, padding, true, v);
+  conv_forward(op, ptr(a1), ptr(c[2]), ptr(c[3]), mut(a2), nullptr, N, s.c2.IC, s.c2.H, s.c2.W, s.c2.OC, 0, true, v);
+  check_launch(op, launch_gemm(ptr(a2), s.F, 1, ptr(c[4]), 1, s.F, mut(h1), N, s.J1, s.F, ptr(c[5]), &v, nullptr, stream()));
+  check_launch(op, launch_gemm(ptr(h1), s.J1, 1, ptr(c[6]), 1, s.J1, mut(h2), N, s.J2, s.J1, ptr(c[7]), &v, nullptr, stream()));
+  check_launch(op, launch_gemm(ptr(h2), s.J2, 1, ptr(c[8]), 1, s.J2, mut(y), N, s.J3, s.J2, ptr(c[9]), nullptr, nullptr, stream()));
   return y;
 }
 

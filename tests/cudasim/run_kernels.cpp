@@ -15,6 +15,9 @@
 #include "launchers.h"
 
 using namespace lenet_fast::cuda;
+using lenet_fast::Act;
+using lenet_fast::Pool;
+using lenet_fast::Variant;
 
 namespace {
 
@@ -58,42 +61,47 @@ void check(const char* what, cudaError_t err, std::initializer_list<const Buffer
 }  // namespace
 
 int main() {
+  const Variant tanh_avg{}, relu_max{Act::kRelu, Pool::kMax, 0.01f}, sigmoid_max{Act::kSigmoid, Pool::kMax, 0.01f};
   {  // conv forward, fused (with act) and plain, odd sizes and padding
     const int64_t N = 2, IC = 2, H = 9, W = 7, OC = 3, pad = 1, Ho = H + 2 * pad - 4, Wo = W + 2 * pad - 4;
     Buffer x(N * IC * H * W, true), w(OC * IC * 25, true), b(OC, true);
     Buffer y(N * OC * (Ho / 2) * (Wo / 2)), act(N * OC * Ho * Wo), plain(N * OC * Ho * Wo);
-    check("conv forward, fused, with act", launch_conv_forward(x.dev, w.dev, b.dev, y.dev, act.dev, N, IC, H, W, OC, pad, true, nullptr), {&y, &act});
-    check("conv forward, plain", launch_conv_forward(x.dev, w.dev, b.dev, plain.dev, nullptr, N, IC, H, W, OC, pad, false, nullptr), {&plain});
+    check("conv forward, fused, with act", launch_conv_forward(x.dev, w.dev, b.dev, y.dev, act.dev, N, IC, H, W, OC, pad, true, tanh_avg, nullptr), {&y, &act});
+    check("conv forward, fused relu + max, with act", launch_conv_forward(x.dev, w.dev, b.dev, y.dev, act.dev, N, IC, H, W, OC, pad, true, relu_max, nullptr), {&y, &act});
+    check("conv forward, plain", launch_conv_forward(x.dev, w.dev, b.dev, plain.dev, nullptr, N, IC, H, W, OC, pad, false, tanh_avg, nullptr), {&plain});
   }
   {  // conv1 of LeNet: 256 threads, 6 channels of 28x28
     const int64_t N = 2, OC = 6;
     Buffer x(N * 28 * 28, true), w(OC * 25, true), b(OC, true), y(N * OC * 14 * 14);
-    check("conv1 forward (28x28, pad 2)", launch_conv_forward(x.dev, w.dev, b.dev, y.dev, nullptr, N, 1, 28, 28, OC, 2, true, nullptr), {&y});
+    check("conv1 forward (28x28, pad 2)", launch_conv_forward(x.dev, w.dev, b.dev, y.dev, nullptr, N, 1, 28, 28, OC, 2, true, tanh_avg, nullptr), {&y});
   }
   {  // weight and bias gradient
     const int64_t N = 3, IC = 2, H = 8, W = 9, OC = 3, pad = 0, Ho = H - 4, Wo = W - 4;
     Buffer g(N * OC * Ho * Wo, true), x(N * IC * H * W, true);
     Buffer partial(conv_weight_grad_chunks(N) * (OC * IC * 25 + OC)), dw(OC * IC * 25), db(OC);
-    check("conv weight gradient", launch_conv_weight_grad(g.dev, nullptr, x.dev, partial.dev, dw.dev, db.dev, N, IC, H, W, OC, pad, nullptr), {&dw, &db});
+    check("conv weight gradient", launch_conv_weight_grad(g.dev, nullptr, x.dev, partial.dev, dw.dev, db.dev, N, IC, H, W, OC, pad, tanh_avg, nullptr), {&dw, &db});
     Buffer gp(N * OC * (Ho / 2) * (Wo / 2), true), act(N * OC * Ho * Wo, true), dw2(OC * IC * 25), db2(OC);
-    check("conv weight gradient through pool + tanh", launch_conv_weight_grad(gp.dev, act.dev, x.dev, partial.dev, dw2.dev, db2.dev, N, IC, H, W, OC, pad, nullptr), {&dw2, &db2});
+    check("conv weight gradient through pool + tanh", launch_conv_weight_grad(gp.dev, act.dev, x.dev, partial.dev, dw2.dev, db2.dev, N, IC, H, W, OC, pad, tanh_avg, nullptr), {&dw2, &db2});
+    check("conv weight gradient through max pool + sigmoid", launch_conv_weight_grad(gp.dev, act.dev, x.dev, partial.dev, dw2.dev, db2.dev, N, IC, H, W, OC, pad, sigmoid_max, nullptr), {&dw2, &db2});
   }
   {  // pool and tanh, forward and backward
     const int64_t planes = 3, H = 7, W = 9, n = planes * H * W;
     Buffer x(n, true), y(planes * (H / 2) * (W / 2)), g(planes * (H / 2) * (W / 2), true), act(n, true), d(n), e(n);
     check("avg pool forward", launch_avg_pool_forward(x.dev, y.dev, planes, H, W, nullptr), {&y});
-    check("tanh + pool backward", launch_tanh_pool_backward(g.dev, act.dev, d.dev, planes, H, W, nullptr), {&d});
-    check("avg pool backward", launch_tanh_pool_backward(g.dev, nullptr, e.dev, planes, H, W, nullptr), {&e});
+    check("tanh + pool backward", launch_act_pool_backward(g.dev, act.dev, d.dev, planes, H, W, tanh_avg, nullptr), {&d});
+    check("relu + max pool backward", launch_act_pool_backward(g.dev, act.dev, d.dev, planes, H, W, relu_max, nullptr), {&d});
+    check("avg pool backward", launch_act_pool_backward(g.dev, nullptr, e.dev, planes, H, W, tanh_avg, nullptr), {&e});
     Buffer t(n), dt(n);
-    check("tanh forward", launch_tanh_forward(x.dev, t.dev, n, nullptr), {&t});
-    check("tanh backward", launch_tanh_backward(x.dev, act.dev, dt.dev, n, nullptr), {&dt});
+    check("tanh forward", launch_act_forward(x.dev, t.dev, n, tanh_avg, nullptr), {&t});
+    check("tanh backward", launch_act_backward(x.dev, act.dev, dt.dev, n, tanh_avg, nullptr), {&dt});
+    check("sigmoid forward", launch_act_forward(x.dev, t.dev, n, sigmoid_max, nullptr), {&t});
   }
   {  // the GEMM three ways, and the bias sum
     const int64_t M = 5, K = 37, J = 9;
     Buffer x(M * K, true), w(J * K, true), b(J, true), y(M * J), g(M * J, true), dx(M * K), dw(J * K), db(J);
-    check("linear + tanh forward", launch_gemm(x.dev, K, 1, w.dev, 1, K, y.dev, M, J, K, b.dev, true, nullptr, nullptr), {&y});
-    check("linear dL/dx", launch_gemm(g.dev, J, 1, w.dev, K, 1, dx.dev, M, K, J, nullptr, false, nullptr, nullptr), {&dx});
-    check("linear dL/dW", launch_gemm(g.dev, 1, J, x.dev, K, 1, dw.dev, J, K, M, nullptr, false, db.dev, nullptr), {&dw, &db});
+    check("linear + tanh forward", launch_gemm(x.dev, K, 1, w.dev, 1, K, y.dev, M, J, K, b.dev, &tanh_avg, nullptr, nullptr), {&y});
+    check("linear dL/dx", launch_gemm(g.dev, J, 1, w.dev, K, 1, dx.dev, M, K, J, nullptr, nullptr, nullptr, nullptr), {&dx});
+    check("linear dL/dW", launch_gemm(g.dev, 1, J, x.dev, K, 1, dw.dev, J, K, M, nullptr, nullptr, db.dev, nullptr), {&dw, &db});
   }
   {  // the training loader
     const int64_t n = 5, row = 33, B = 4;
