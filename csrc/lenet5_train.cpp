@@ -50,11 +50,7 @@ using T = at::Tensor;
 using TT = std::tuple<at::Tensor, at::Tensor>;
 using S = c10::string_view;
 
-#ifdef LF_HAVE_FUSED
-// The CUDA build's fused kernels serve the tutorial's network (tanh, average pooling) so far;
-// other variants take the per-layer ops.
-bool fused_cuda_serves(const Variant& v) { return v.act == Act::kTanh && v.pool == Pool::kAvg; }
-#endif
+
 constexpr int kLenet5Inputs = 11;  // x and the ten parameters
 
 // kFused: try the CUDA build's fused whole-network kernels first (cuda/net_ops.h); they decline
@@ -77,9 +73,8 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train(
 #endif
 #ifdef LF_HAVE_FUSED
   if constexpr (kFused)
-    if (fused_cuda_serves(v))
-      if (auto fused = cuda::lenet5_forward_train_fused(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding))
-        return *fused;
+    if (auto fused = cuda::lenet5_forward_train_fused(x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, v))
+      return *fused;
 #endif
   static const auto conv =
       op<TT(const T&, const T&, const T&, int64_t, bool, S, S, double)>(LF_OPS "conv5x5_tanh_pool");
@@ -119,9 +114,8 @@ std::vector<at::Tensor> lenet5_backward(const T& grad, const T& x, const T& w1, 
 #endif
 #ifdef LF_HAVE_FUSED
   if constexpr (kFused)
-    if (fused_cuda_serves(v))
-      if (auto fused = cuda::lenet5_backward_fused(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, need))
-        return *fused;
+    if (auto fused = cuda::lenet5_backward_fused(grad, x, w1, w2, f1w, f2w, f3w, saved, padding, need, v))
+      return *fused;
 #endif
   static const auto tanh_bwd = op<T(const T&, const T&, S, double)>(LF_OPS "tanh_backward");
   static const auto lin_bwd_x = op<T(const T&, const T&)>(LF_OPS "linear_backward_input");

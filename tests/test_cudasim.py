@@ -287,11 +287,17 @@ def test_variant_whole_network(sim, order, activation, pooling):
         F.cross_entropy(out, labels).backward()
         outs.append(out.detach())
         grads.append([p.grad for p in model.parameters()])
-    assert_matches_reference(sim.lenet5_forward(x, *params, 2, 0.0, 1.0, *v), *outs, name=f"lenet5_forward {v}")
-    logits, saved = sim.lenet5_forward_train(x, *params, 2, *v)
+    with launches() as forward:
+        assert_matches_reference(sim.lenet5_forward(x, *params, 2, 0.0, 1.0, *v), *outs, name=f"lenet5_forward {v}")
+    with launches() as forward_train:
+        logits, saved = sim.lenet5_forward_train(x, *params, 2, *v)
     assert_matches_reference(logits, *outs, name=f"lenet5_forward_train {v}")
     g = torch.autograd.grad(F.cross_entropy(logits.requires_grad_(), labels), logits)[0]
-    got = sim.lenet5_backward(g, x, *params[0::2], saved, 2, [False] + [True] * 10, *v)
+    with launches() as backward:
+        got = sim.lenet5_backward(g, x, *params[0::2], saved, 2, [False] + [True] * 10, *v)
+    # the whole-network kernels, not the per-layer ones
+    assert (forward.count, forward_train.count, backward.count) == (1, 1, 3), (forward.count, forward_train.count,
+                                                                               backward.count)
     for i, (name, _) in enumerate(fast.named_parameters()):
         assert_matches_reference(got[i + 1], grads[0][i], grads[1][i], name=f"lenet5_backward {name} {v}")
 

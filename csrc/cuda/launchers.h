@@ -136,6 +136,7 @@ struct NetGrads {  // the backward's per-image gradients: (N, 84), (N, 120), (N,
 struct NetJobArgs {  // what the weight-gradient jobs read
   const float *x, *act1, *p1, *p2, *h1, *h2, *dp1, *dpre2, *g1, *g2, *g3;
   int H, W, pad, J3;
+  float slope;  // the variant's LeakyReLU slope
 };
 
 struct NetGradOut {  // where the ten parameter gradients go, in model order (conv1 weight ... fc3 bias)
@@ -190,11 +191,11 @@ inline int64_t net_weight_grad_smem_floats() {
 }
 
 // The inference forward (saved null) or the training forward (saved: every buffer), one launch:
-// logits (N, J3) from x (N, 1, H, W), float32, or uint8 (x_u8; x null) normalised in the kernel
-// as normalize_u8(v, mean, std).
+// logits (N, J3) from x (N, 1, H, W), float32, or for inference uint8 (x_u8; x null) normalised in
+// the kernel as normalize_u8(v, mean, std); the network's variant v.
 cudaError_t launch_net_forward(const float* x, const uint8_t* x_u8, float mean, float std, const NetParams& p,
                                float* logits, const NetSaved* saved, int64_t N, int64_t H, int64_t W, int64_t pad,
-                               int64_t J3, cudaStream_t stream);
+                               int64_t J3, const Variant& v, cudaStream_t stream);
 
 // The backward of the whole network from g3 = dL/dlogits, every parameter's gradient (not x's),
 // three launches: d's per-image gradients (workspace), the per-chunk partial sums of every weight
@@ -202,7 +203,7 @@ cudaError_t launch_net_forward(const float* x, const uint8_t* x_u8, float mean, 
 // gradient tensors of out (separate tensors: a custom op's outputs must not alias one another).
 cudaError_t launch_net_backward(const float* g3, const float* x, const NetParams& p, const NetSaved& s,
                                 const NetGrads& d, float* partial, const NetGradOut& out, int64_t N, int64_t H, int64_t W,
-                                int64_t pad, int64_t J3, cudaStream_t stream);
+                                int64_t pad, int64_t J3, const Variant& v, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace lenet_fast

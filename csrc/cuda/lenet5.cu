@@ -13,17 +13,20 @@
 //                           16 columns at a time, each thread one output for up to 4 images.
 //                           Accepts uint8 images, normalised as the CPU's normalize_u8 does.
 //   net_backward_data_kernel   per image tile, everything backward that stays inside an image:
-//                           fc3 -> fc2 -> fc1 input gradients through tanh, pool2 + tanh backward
-//                           (dL/d conv2 output), and conv2's input gradient (dL/d pool1).
+//                           fc3 -> fc2 -> fc1 input gradients through the activation, pool2 +
+//                           activation backward (dL/d conv2 output), and conv2's input gradient
+//                           (dL/d pool1).
 //   net_weight_grad_kernel  every weight and bias gradient in one launch: a grid of (image chunk,
 //                           job), a job being one conv output channel (its 25 IC taps and its bias)
 //                           or a few rows of a fully connected layer (with their biases), each
-//                           block writing its chunk's partial sums; conv1's pool + tanh backward is
-//                           done here, on the fly, as the output gradient is staged.
+//                           block writing its chunk's partial sums; conv1's pool + activation
+//                           backward is done here, on the fly, as the output gradient is staged.
 //   net_reduce_kernel       the partials summed over chunks in chunk order into the ten gradient
 //                           tensors.
 //
-// Deterministic by construction: every sum has a fixed order that depends on N alone, and no float
+// Every kernel takes the network's variant (activation A, pooling PL) as template parameters, as the
+// per-layer kernels do; max pooling's backward re-finds each window's element in the saved
+// activation (max_index4). Deterministic by construction: every sum has a fixed order that depends on N alone, and no float
 // atomics. NOTE: not yet run on a GPU (README, "GPU status"); the tile sizes and job shapes are
 // first choices to be tuned on one, proven correct under the CPU harness.
 #include "../kernel_math.h"
@@ -52,10 +55,10 @@ constexpr int forward_smem_floats(int tile) { return kConvWeightsPadded + tile *
 // and out in shared memory, W (J, K) and b in global memory, W staged through s_wc. Each thread
 // owns one j for IPT images (one item per thread: J * TILE / IPT <= blockDim.x). Called by every
 // thread of the block (it synchronises).
-template <int TILE, bool TANH>
+template <int TILE, bool ACT, Act A>
 __device__ void block_linear(const float* s_in, int in_stride, const float* __restrict__ W,
                              const float* __restrict__ b, int J, int K, float* s_out, int out_stride,
-                             float* s_wc) {
+                             float* s_wc, float slope) {
   constexpr int IPT = TILE < 4 ? TILE : 4;
   const int item = threadIdx.x, j = item % J, t0 = (item / J) * IPT;
   const bool active = item < J * (TILE / IPT);
@@ -82,15 +85,15 @@ __device__ void block_linear(const float* s_in, int in_stride, const float* __re
 #pragma unroll
     for (int u = 0; u < IPT; ++u) {
       const float v = acc[u] + b[j];
-      s_out[(t0 + u) * out_stride + j] = TANH ? tanh_f32(v) : v;
+      s_out[(t0 + u) * out_stride + j] = ACT ? act_f32<A>(v, slope) : v;
     }
   }
   __syncthreads();
 }
 
-template <int TILE, bool SAVE, typename In>
+template <int TILE, bool SAVE, typename In, Act A, Pool PL>
 __global__ void net_forward_kernel(const In* __restrict__ x, float mean, float std, NetParams p, float* __restrict__ logits,
-                                   NetSaved saved, int64_t N, int H, int W, int pad, int J3) {
+                                   NetSaved saved, int64_t N, int H, int W, int pad, int J3, float slope) {
   LF_DYNAMIC_SHARED(float, smem);
   float* s_w1 = smem;                         // (6, 25)
   float* s_b1 = s_w1 + G::kC1 * kTaps;        // (6)
@@ -124,7 +127,7 @@ __global__ void net_forward_kernel(const In* __restrict__ x, float mean, float s
   }
   __syncthreads();
 
-  // conv1 + tanh + pool: one 2x2 window, all 6 channels, per item.
+  // conv1 + activation + pool: one 2x2 window, all 6 channels, per item.
   for (int item = tid; item < TILE * G::kQ1 * G::kQ1; item += nt) {
     const int t = item / (G::kQ1 * G::kQ1), q = item % (G::kQ1 * G::kQ1), qy = q / G::kQ1, qx = q % G::kQ1;
     float patch[6][6];
@@ -149,8 +152,8 @@ __global__ void net_forward_kernel(const In* __restrict__ x, float mean, float s
         }
       float tv[4];
 #pragma unroll
-      for (int u = 0; u < 4; ++u) tv[u] = tanh_f32(a[u] + s_b1[oc]);
-      const float pooled = avg4(tv[0], tv[1], tv[2], tv[3]);
+      for (int u = 0; u < 4; ++u) tv[u] = act_f32<A>(a[u] + s_b1[oc], slope);
+      const float pooled = pool4<PL, ScalarOps>(tv[0], tv[1], tv[2], tv[3]);
       s_p1[t * kP1 + oc * G::kQ1 * G::kQ1 + q] = pooled;
       if (SAVE && n < N) {
         saved.p1[n * kP1 + oc * G::kQ1 * G::kQ1 + q] = pooled;
@@ -164,7 +167,7 @@ __global__ void net_forward_kernel(const In* __restrict__ x, float mean, float s
   }
   __syncthreads();
 
-  // conv2 + tanh + pool: one 2x2 window, 4 of the 16 channels, per item; p2 overlays s_in.
+  // conv2 + activation + pool: one 2x2 window, 4 of the 16 channels, per item; p2 overlays s_in.
   constexpr int kGroups = G::kC2 / 4;
   for (int item = tid; item < TILE * kGroups * G::kQ2 * G::kQ2; item += nt) {
     const int q = item % (G::kQ2 * G::kQ2), og = (item / (G::kQ2 * G::kQ2)) % kGroups,
@@ -199,8 +202,8 @@ __global__ void net_forward_kernel(const In* __restrict__ x, float mean, float s
       const int oc = og * 4 + o;
       float tv[4];
 #pragma unroll
-      for (int u = 0; u < 4; ++u) tv[u] = tanh_f32(a[o][u] + s_b2[oc]);
-      const float pooled = avg4(tv[0], tv[1], tv[2], tv[3]);
+      for (int u = 0; u < 4; ++u) tv[u] = act_f32<A>(a[o][u] + s_b2[oc], slope);
+      const float pooled = pool4<PL, ScalarOps>(tv[0], tv[1], tv[2], tv[3]);
       const int f = oc * G::kQ2 * G::kQ2 + q;  // the flatten order
       s_p2[t * G::kF + f] = pooled;
       if (SAVE && n < N) {
@@ -214,10 +217,10 @@ __global__ void net_forward_kernel(const In* __restrict__ x, float mean, float s
     }
   }
   // (block_linear synchronises before it reads)
-  block_linear<TILE, true>(s_p2, G::kF, p.f1w, p.f1b, G::kJ1, G::kF, s_h1, G::kJ1, s_wc);
-  block_linear<TILE, true>(s_h1, G::kJ1, p.f2w, p.f2b, G::kJ2, G::kJ1, s_h2, G::kJ2, s_wc);
+  block_linear<TILE, true, A>(s_p2, G::kF, p.f1w, p.f1b, G::kJ1, G::kF, s_h1, G::kJ1, s_wc, slope);
+  block_linear<TILE, true, A>(s_h1, G::kJ1, p.f2w, p.f2b, G::kJ2, G::kJ1, s_h2, G::kJ2, s_wc, slope);
   float* s_out = s_p1;  // fc3's output: p1 is free since conv2
-  block_linear<TILE, false>(s_h2, G::kJ2, p.f3w, p.f3b, J3, G::kJ2, s_out, J3, s_wc);
+  block_linear<TILE, false, A>(s_h2, G::kJ2, p.f3w, p.f3b, J3, G::kJ2, s_out, J3, s_wc, slope);
   const int64_t valid = min(int64_t{TILE}, N - n0);
   for (int i = tid; i < valid * J3; i += nt) logits[n0 * J3 + i] = s_out[i];
   if (SAVE) {
@@ -226,17 +229,18 @@ __global__ void net_forward_kernel(const In* __restrict__ x, float mean, float s
   }
 }
 
-// out[t][k] = (sum_j g[t][j] W[j][k]) * (1 - y[n0 + t][k]^2) (through tanh when y is given): the
-// input gradient of a linear layer, W (J, K) read from global memory along k (coalesced).
-template <int TILE>
+// out[t][k] = act_backward(sum_j g[t][j] W[j][k], y[n0 + t][k]) (through the activation A when y
+// is given; for tanh the product with 1 - y^2): the input gradient of a linear layer, W (J, K) read
+// from global memory along k (coalesced).
+template <int TILE, Act A>
 __device__ void block_linear_backward(const float* s_g, int J, const float* __restrict__ W, int K,
-                                      const float* __restrict__ y, int64_t n0, int64_t N, float* s_out) {
+                                      const float* __restrict__ y, int64_t n0, int64_t N, float* s_out, float slope) {
   for (int item = threadIdx.x; item < K * TILE; item += blockDim.x) {
     const int k = item % K, t = item / K;
     float acc = 0.0f;
     for (int j = 0; j < J; ++j) acc += s_g[t * J + j] * W[(int64_t)j * K + k];
     const int64_t n = n0 + t;
-    s_out[t * K + k] = y ? (n < N ? tanh_backward_f32(acc, y[n * K + k]) : 0.0f) : acc;
+    s_out[t * K + k] = y ? (n < N ? act_backward_f32<A>(acc, y[n * K + k], slope) : 0.0f) : acc;
   }
   __syncthreads();
 }
@@ -247,9 +251,9 @@ constexpr int backward_smem_floats() {
   return kBackTile * (kMaxJ + G::kJ2 + G::kJ1 + G::kF + kA2) + G::kC2 * G::kC1 * kTaps;
 }
 
-template <int TILE>
+template <int TILE, Act A, Pool PL>
 __global__ void net_backward_data_kernel(const float* __restrict__ g3, NetParams p, NetSaved s, NetGrads d,
-                                         int64_t N, int J3) {
+                                         int64_t N, int J3, float slope) {
   LF_DYNAMIC_SHARED(float, smem);
   float* s_g3 = smem;                    // (TILE, J3)
   float* s_g2 = s_g3 + TILE * kMaxJ;     // (TILE, 84)
@@ -263,18 +267,25 @@ __global__ void net_backward_data_kernel(const float* __restrict__ g3, NetParams
   for (int i = tid; i < TILE * J3; i += nt) s_g3[i] = i < valid * J3 ? g3[n0 * J3 + i] : 0.0f;
   for (int i = tid; i < G::kC2 * G::kC1 * kTaps; i += nt) s_w2[i] = p.w2[i];
   __syncthreads();
-  block_linear_backward<TILE>(s_g3, J3, p.f3w, G::kJ2, s.h2, n0, N, s_g2);
-  block_linear_backward<TILE>(s_g2, G::kJ2, p.f2w, G::kJ1, s.h1, n0, N, s_g1);
-  block_linear_backward<TILE>(s_g1, G::kJ1, p.f1w, G::kF, nullptr, n0, N, s_df);
+  block_linear_backward<TILE, A>(s_g3, J3, p.f3w, G::kJ2, s.h2, n0, N, s_g2, slope);
+  block_linear_backward<TILE, A>(s_g2, G::kJ2, p.f2w, G::kJ1, s.h1, n0, N, s_g1, slope);
+  block_linear_backward<TILE, A>(s_g1, G::kJ1, p.f1w, G::kF, nullptr, n0, N, s_df, slope);
   for (int i = tid; i < valid * G::kJ2; i += nt) d.g2[n0 * G::kJ2 + i] = s_g2[i];
   for (int i = tid; i < valid * G::kJ1; i += nt) d.g1[n0 * G::kJ1 + i] = s_g1[i];
-  // pool2 + tanh backward: every conv2 output pixel is in a window (10 is even).
+  // pool2 + activation backward: every conv2 output pixel is in a window (10 is even).
   for (int i = tid; i < TILE * kA2; i += nt) {
     const int t = i / kA2, r = i % kA2, c = r / (G::kO2 * G::kO2), yy = (r / G::kO2) % G::kO2, xx = r % G::kO2;
     const int64_t n = n0 + t;
     float v = 0.0f;
     if (n < N) {
-      v = tanh_pool_backward_f32(s_df[t * G::kF + (c * G::kQ2 + yy / 2) * G::kQ2 + xx / 2], s.act2[n * kA2 + r], true);
+      const float* a2 = s.act2 + n * kA2;
+      int taken = 0;
+      if (PL == Pool::kMax) {
+        const float* w0 = a2 + (c * G::kO2 + (yy & ~1)) * G::kO2 + (xx & ~1);
+        taken = max_index4(w0[0], w0[1], w0[G::kO2], w0[G::kO2 + 1]);
+      }
+      v = act_pool_backward_f32<A, PL>(s_df[t * G::kF + (c * G::kQ2 + yy / 2) * G::kQ2 + xx / 2], a2[r],
+                                       (yy & 1) * 2 + (xx & 1), taken, true, slope);
       d.dpre2[n * kA2 + r] = v;
     }
     s_d2[i] = v;
@@ -303,9 +314,9 @@ __global__ void net_backward_data_kernel(const float* __restrict__ g3, NetParams
 
 // The gradient of one conv output channel (taps ic*25 + kh*5 + kw, then the bias) summed over a
 // chunk of images. Thread (tap, group) sums the pixels p = group, group + G, ...; the groups are
-// then added in order. CONV1: the output gradient is conv1's pool + tanh backward of dp1 and
+// then added in order. CONV1: the output gradient is conv1's pool + activation backward of dp1 and
 // act1, the input the zero-padded image; else (conv2) dpre2 and p1.
-template <bool CONV1>
+template <bool CONV1, Act A, Pool PL>
 __device__ void conv_weight_job(const NetJobArgs& a, int oc, int64_t n0, int64_t n1, float* smem, float* out_w,
                                 float* out_b) {
   constexpr int IC = CONV1 ? 1 : G::kC1;
@@ -334,7 +345,13 @@ __device__ void conv_weight_job(const NetJobArgs& a, int oc, int64_t n0, int64_t
       if (CONV1) {
         const int yy = i / HO, xx = i % HO;
         const float gq = a.dp1[n * kP1 + (oc * G::kQ1 + yy / 2) * G::kQ1 + xx / 2];
-        s_g[i] = tanh_pool_backward_f32(gq, a.act1[n * kA1 + oc * HO * HO + i], true);
+        const float* a1 = a.act1 + n * kA1 + oc * HO * HO;
+        int taken = 0;
+        if (PL == Pool::kMax) {
+          const float* w0 = a1 + (yy & ~1) * HO + (xx & ~1);
+          taken = max_index4(w0[0], w0[1], w0[HO], w0[HO + 1]);
+        }
+        s_g[i] = act_pool_backward_f32<A, PL>(gq, a1[i], (yy & 1) * 2 + (xx & 1), taken, true, a.slope);
       } else {
         s_g[i] = a.dpre2[n * kA2 + oc * HO * HO + i];
       }
@@ -403,15 +420,16 @@ __device__ void fc_weight_job(const float* __restrict__ g, int J, const float* _
   }
 }
 
+template <Act A, Pool PL>
 __global__ void net_weight_grad_kernel(NetJobArgs a, float* __restrict__ partial, int64_t N, int64_t chunk) {
   LF_DYNAMIC_SHARED(float, smem);
   const NetLayout L = net_layout(a.J3);
   const int64_t n0 = blockIdx.x * chunk, n1 = min(N, n0 + chunk);
   float* out = partial + blockIdx.x * L.total;
   int job = blockIdx.y;
-  if (job < G::kC1) return conv_weight_job<true>(a, job, n0, n1, smem, out + L.w1, out + L.b1);
+  if (job < G::kC1) return conv_weight_job<true, A, PL>(a, job, n0, n1, smem, out + L.w1, out + L.b1);
   job -= G::kC1;
-  if (job < G::kC2) return conv_weight_job<false>(a, job, n0, n1, smem, out + L.w2, out + L.b2);
+  if (job < G::kC2) return conv_weight_job<false, A, PL>(a, job, n0, n1, smem, out + L.w2, out + L.b2);
   job -= G::kC2;
   const int jobs1 = (G::kJ1 + kNetFcRows - 1) / kNetFcRows, jobs2 = (G::kJ2 + kNetFcRows - 1) / kNetFcRows;
   if (job < jobs1)
@@ -442,61 +460,76 @@ cudaError_t allow_shared(Kernel kernel, size_t bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
 }
 
-template <int TILE, bool SAVE, typename In>
+template <int TILE, bool SAVE, typename In, Act A, Pool PL>
 cudaError_t forward_tile(const In* x, float mean, float std, const NetParams& p, float* logits, const NetSaved& s,
-                         int64_t N, int64_t H, int64_t W, int64_t pad, int64_t J3, cudaStream_t stream) {
-  auto kernel = net_forward_kernel<TILE, SAVE, In>;
+                         int64_t N, int64_t H, int64_t W, int64_t pad, int64_t J3, float slope, cudaStream_t stream) {
+  auto kernel = net_forward_kernel<TILE, SAVE, In, A, PL>;
   const size_t bytes = sizeof(float) * forward_smem_floats(TILE);
   cudaError_t err = allow_shared(kernel, bytes);
   if (err != cudaSuccess) return err;
   const unsigned int blocks = static_cast<unsigned int>((N + TILE - 1) / TILE);
   LF_LAUNCH(kernel, blocks, kThreads, bytes, stream)(x, mean, std, p, logits, s, N, static_cast<int>(H),
-                                                       static_cast<int>(W), static_cast<int>(pad), static_cast<int>(J3));
+                                                       static_cast<int>(W), static_cast<int>(pad), static_cast<int>(J3),
+                                                       slope);
   return cudaGetLastError();
 }
 
 template <bool SAVE, typename In>
 cudaError_t forward(const In* x, float mean, float std, const NetParams& p, float* logits, const NetSaved& s,
-                    int64_t N, int64_t H, int64_t W, int64_t pad, int64_t J3, cudaStream_t stream) {
+                    int64_t N, int64_t H, int64_t W, int64_t pad, int64_t J3, const Variant& v, cudaStream_t stream) {
   // One image a block while that leaves most SMs busy; 8 (the weights staged once for 8 images,
   // the fc weights used 4 times a load) for large batches.
-  if (net_forward_tile(N) == 1) return forward_tile<1, SAVE>(x, mean, std, p, logits, s, N, H, W, pad, J3, stream);
-  return forward_tile<8, SAVE>(x, mean, std, p, logits, s, N, H, W, pad, J3, stream);
+  cudaError_t err = cudaSuccess;
+  with_variant(v, [&](auto a, auto pool) {
+    constexpr Act A = decltype(a)::value;
+    constexpr Pool PL = decltype(pool)::value;
+    if (net_forward_tile(N) == 1)
+      err = forward_tile<1, SAVE, In, A, PL>(x, mean, std, p, logits, s, N, H, W, pad, J3, v.slope, stream);
+    else
+      err = forward_tile<8, SAVE, In, A, PL>(x, mean, std, p, logits, s, N, H, W, pad, J3, v.slope, stream);
+  });
+  return err;
 }
 
 }  // namespace
 
 cudaError_t launch_net_forward(const float* x, const uint8_t* x_u8, float mean, float std, const NetParams& p,
                                float* logits, const NetSaved* saved, int64_t N, int64_t H, int64_t W, int64_t pad,
-                               int64_t J3, cudaStream_t stream) {
+                               int64_t J3, const Variant& v, cudaStream_t stream) {
   if (N == 0) return cudaSuccess;
   const NetSaved none{};
   if (saved) {
-    if (x_u8) return forward<true>(x_u8, mean, std, p, logits, *saved, N, H, W, pad, J3, stream);
-    return forward<true>(x, mean, std, p, logits, *saved, N, H, W, pad, J3, stream);
+    if (x_u8) return cudaErrorInvalidValue;  // training takes float32 images (gather_normalize)
+    return forward<true>(x, mean, std, p, logits, *saved, N, H, W, pad, J3, v, stream);
   }
-  if (x_u8) return forward<false>(x_u8, mean, std, p, logits, none, N, H, W, pad, J3, stream);
-  return forward<false>(x, mean, std, p, logits, none, N, H, W, pad, J3, stream);
+  if (x_u8) return forward<false>(x_u8, mean, std, p, logits, none, N, H, W, pad, J3, v, stream);
+  return forward<false>(x, mean, std, p, logits, none, N, H, W, pad, J3, v, stream);
 }
 
 cudaError_t launch_net_backward(const float* g3, const float* x, const NetParams& p, const NetSaved& s,
                                 const NetGrads& d, float* partial, const NetGradOut& out, int64_t N, int64_t H, int64_t W,
-                                int64_t pad, int64_t J3, cudaStream_t stream) {
+                                int64_t pad, int64_t J3, const Variant& v, cudaStream_t stream) {
   if (N == 0) return cudaSuccess;
   const size_t back_bytes = sizeof(float) * backward_smem_floats();
-  cudaError_t err = allow_shared(net_backward_data_kernel<kBackTile>, back_bytes);
-  if (err != cudaSuccess) return err;
-  LF_LAUNCH(net_backward_data_kernel<kBackTile>, static_cast<unsigned int>((N + kBackTile - 1) / kBackTile),
-            kThreads, back_bytes, stream)(g3, p, s, d, N, static_cast<int>(J3));
-  if ((err = cudaGetLastError()) != cudaSuccess) return err;
-
   const NetJobArgs a{x, s.act1, s.p1, s.p2, s.h1, s.h2, d.dp1, d.dpre2, d.g1, d.g2, g3,
-                     static_cast<int>(H), static_cast<int>(W), static_cast<int>(pad), static_cast<int>(J3)};
+                     static_cast<int>(H), static_cast<int>(W), static_cast<int>(pad), static_cast<int>(J3), v.slope};
   const int64_t chunk = net_grad_chunk(N), chunks = (N + chunk - 1) / chunk;
   const size_t bytes = sizeof(float) * net_weight_grad_smem_floats();
-  LF_LAUNCH(net_weight_grad_kernel, dim3(static_cast<unsigned int>(chunks), static_cast<unsigned int>(net_jobs(J3))),
-            kThreads, bytes, stream)(a, partial, N, chunk);
-  if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  cudaError_t err = cudaSuccess;
+  with_variant(v, [&](auto act, auto pool) {
+    constexpr Act A = decltype(act)::value;
+    constexpr Pool PL = decltype(pool)::value;
+    const auto data_kernel = net_backward_data_kernel<kBackTile, A, PL>;
+    if ((err = allow_shared(data_kernel, back_bytes)) != cudaSuccess) return;
+    LF_LAUNCH(data_kernel, static_cast<unsigned int>((N + kBackTile - 1) / kBackTile), kThreads, back_bytes, stream)(
+        g3, p, s, d, N, static_cast<int>(J3), v.slope);
+    if ((err = cudaGetLastError()) != cudaSuccess) return;
+    const auto grad_kernel = net_weight_grad_kernel<A, PL>;
+    LF_LAUNCH(grad_kernel, dim3(static_cast<unsigned int>(chunks), static_cast<unsigned int>(net_jobs(J3))), kThreads,
+              bytes, stream)(a, partial, N, chunk);
+    err = cudaGetLastError();
+  });
+  if (err != cudaSuccess) return err;
   const NetLayout L = net_layout(J3);
   LF_LAUNCH(net_reduce_kernel, grid_for(L.total), kThreads, 0, stream)(partial, out, L, chunks);
   return cudaGetLastError();

@@ -11,19 +11,22 @@
 #include <tuple>
 #include <vector>
 
+#include "../variant.h"
+
 namespace lenet_fast {
 namespace cuda {
 
 std::optional<std::tuple<at::Tensor, std::vector<at::Tensor>>> lenet5_forward_train_fused(
     const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
     const at::Tensor& f1w, const at::Tensor& f1b, const at::Tensor& f2w, const at::Tensor& f2b,
-    const at::Tensor& f3w, const at::Tensor& f3b, int64_t padding);
+    const at::Tensor& f3w, const at::Tensor& f3b, int64_t padding, const Variant& v);
 
 std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& grad, const at::Tensor& x,
                                                              const at::Tensor& w1, const at::Tensor& w2,
                                                              const at::Tensor& f1w, const at::Tensor& f2w,
                                                              const at::Tensor& f3w, at::TensorList saved,
-                                                             int64_t padding, std::array<bool, 11> need);
+                                                             int64_t padding, std::array<bool, 11> need,
+                                                             const Variant& v);
 
 }  // namespace cuda
 }  // namespace lenet_fast

@@ -330,11 +330,11 @@ at::Tensor lenet5_forward_cuda(const at::Tensor& x, const at::Tensor& w1, const 
   at::Tensor y = new_output({N, s.J3}, x.options().dtype(at::kFloat));
   if (N == 0) return y;
   const std::vector<at::Tensor> c = contiguous_params({&w1, &b1, &w2, &b2, &f1w, &f1b, &f2w, &f2b, &f3w, &f3b});
-  if (fused_geometry(s, padding) && v.act == Act::kTanh && v.pool == Pool::kAvg) {  // (the tutorial's network)
+  if (fused_geometry(s, padding)) {
     const at::Tensor xc = x.contiguous();
     check_launch(op, launch_net_forward(u8 ? nullptr : ptr(xc), u8 ? xc.data_ptr<uint8_t>() : nullptr,
                                         static_cast<float>(mean), static_cast<float>(std), net_params(c), mut(y),
-                                        nullptr, N, s.c1.H, s.c1.W, padding, s.J3, stream()));
+                                        nullptr, N, s.c1.H, s.c1.W, padding, s.J3, v, stream()));
     return y;
   }
   // uint8 on the per-layer path: normalised by gather_normalize's kernel, every row in order
@@ -357,7 +357,7 @@ at::Tensor lenet5_forward_cuda(const at::Tensor& x, const at::Tensor& w1, const 
 std::optional<std::tuple<at::Tensor, std::vector<at::Tensor>>> lenet5_forward_train_fused(
     const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
     const at::Tensor& f1w, const at::Tensor& f1b, const at::Tensor& f2w, const at::Tensor& f2b,
-    const at::Tensor& f3w, const at::Tensor& f3b, int64_t padding) {
+    const at::Tensor& f3w, const at::Tensor& f3b, int64_t padding, const Variant& v) {
   const char* op = "lenet5_forward_train";
   const Lenet5Shape s = check_lenet5(op, x, w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, padding, kDevice);
   if (s.c1.N == 0 || !fused_geometry(s, padding)) return std::nullopt;
@@ -373,7 +373,7 @@ std::optional<std::tuple<at::Tensor, std::vector<at::Tensor>>> lenet5_forward_tr
                                    new_output({N, G::kJ1}, o),                 new_output({N, G::kJ2}, o)};
   const NetSaved ns{mut(saved[0]), mut(saved[1]), mut(saved[2]), mut(saved[3]), mut(saved[4]), mut(saved[5])};
   check_launch(op, launch_net_forward(ptr(xc), nullptr, 0.0f, 1.0f, net_params(c), mut(logits), &ns, N, s.c1.H,
-                                      s.c1.W, padding, s.J3, stream()));
+                                      s.c1.W, padding, s.J3, v, stream()));
   return std::make_tuple(logits, saved);
 }
 
@@ -381,7 +381,8 @@ std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& g
                                                              const at::Tensor& w1, const at::Tensor& w2,
                                                              const at::Tensor& f1w, const at::Tensor& f2w,
                                                              const at::Tensor& f3w, at::TensorList saved,
-                                                             int64_t padding, std::array<bool, 11> need) {
+                                                             int64_t padding, std::array<bool, 11> need,
+                                                             const Variant& v) {
   using G = NetGeometry;
   const char* op = "lenet5_backward";
   // The fused kernels compute every parameter's gradient and not x's: the mask of a training step.
@@ -421,7 +422,7 @@ std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& g
   }
   for (int i = 0; i < 10; ++i) out.p[i] = mut(grads[i + 1]);
   check_launch(op, launch_net_backward(ptr(gc), ptr(xc), p, ns, d, mut(partial), out, N, x.size(2), x.size(3),
-                                       padding, J3, stream()));
+                                       padding, J3, v, stream()));
   return grads;
 }
 

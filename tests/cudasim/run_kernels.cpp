@@ -127,17 +127,17 @@ int main() {
     const float* q = params.dev;
     const NetParams p{q + L.w1, q + L.b1, q + L.w2, q + L.b2, q + L.f1w, q + L.f1b, q + L.f2w, q + L.f2b, q + L.f3w, q + L.f3b};
     Buffer x(N * 28 * 28, true), logits(N * J3), logits_u8(N * J3), logits_t(N * J3);
-    check("whole network forward", launch_net_forward(x.dev, nullptr, 0, 1, p, logits.dev, nullptr, N, 28, 28, 2, J3, nullptr), {&logits});
+    check("whole network forward", launch_net_forward(x.dev, nullptr, 0, 1, p, logits.dev, nullptr, N, 28, 28, 2, J3, tanh_avg, nullptr), {&logits});
     std::vector<uint8_t> images(N * 32 * 32);
     for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<uint8_t>(i * 29);
     uint8_t* di;
     cudaMalloc(reinterpret_cast<void**>(&di), images.size());
     cudaMemcpy(di, images.data(), images.size(), cudaMemcpyHostToDevice);
-    check("whole network forward, uint8 32x32", launch_net_forward(nullptr, di, 0.5f, 0.5f, p, logits_u8.dev, nullptr, N, 32, 32, 0, J3, nullptr), {&logits_u8});
+    check("whole network forward, uint8 32x32", launch_net_forward(nullptr, di, 0.5f, 0.5f, p, logits_u8.dev, nullptr, N, 32, 32, 0, J3, tanh_avg, nullptr), {&logits_u8});
     cudaFree(di);
     Buffer act1(N * 6 * 28 * 28), p1(N * 6 * 14 * 14), act2(N * 16 * 10 * 10), p2(N * 400), h1(N * 120), h2(N * 84);
     const NetSaved s{act1.dev, p1.dev, act2.dev, p2.dev, h1.dev, h2.dev};
-    check("whole network forward, training", launch_net_forward(x.dev, nullptr, 0, 1, p, logits_t.dev, &s, N, 28, 28, 2, J3, nullptr),
+    check("whole network forward, training", launch_net_forward(x.dev, nullptr, 0, 1, p, logits_t.dev, &s, N, 28, 28, 2, J3, tanh_avg, nullptr),
           {&logits_t, &act1, &p1, &act2, &p2, &h1, &h2});
     Buffer g3(N * J3, true), g2(N * G::kJ2), g1(N * G::kJ1), dpre2(N * 1600), dp1(N * 1176);
     Buffer partial(net_grad_chunks(N) * L.total), grads(L.total);  // ten gradients side by side
@@ -145,7 +145,11 @@ int main() {
     NetGradOut out{};
     for (int i = 0; i < 10; ++i) out.p[i] = grads.dev + at[i];
     check("whole network backward", launch_net_backward(g3.dev, x.dev, p, s, {g2.dev, g1.dev, dpre2.dev, dp1.dev}, partial.dev,
-                                                        out, N, 28, 28, 2, J3, nullptr), {&g2, &g1, &dpre2, &dp1, &grads});
+                                                        out, N, 28, 28, 2, J3, tanh_avg, nullptr), {&g2, &g1, &dpre2, &dp1, &grads});
+    check("whole network forward, training, relu + max", launch_net_forward(x.dev, nullptr, 0, 1, p, logits_t.dev, &s, N, 28, 28, 2, J3, relu_max, nullptr),
+          {&logits_t, &act1, &p1, &act2, &p2, &h1, &h2});
+    check("whole network backward, relu + max", launch_net_backward(g3.dev, x.dev, p, s, {g2.dev, g1.dev, dpre2.dev, dp1.dev}, partial.dev,
+                                                                    out, N, 28, 28, 2, J3, relu_max, nullptr), {&g2, &g1, &dpre2, &dp1, &grads});
   }
   std::printf("%s\n", failures ? "some kernels FAILED" : "every kernel ran");
   return failures ? 1 : 0;
