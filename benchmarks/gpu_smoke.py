@@ -62,10 +62,10 @@ def _plain(fn, inputs):
     return run
 
 
-def _model(batch, backend="native", input_grad=False):
+def _model(batch, backend="native", input_grad=False, **variant):
     def run(device):
         torch.manual_seed(0)
-        m = LeNet5(fc_backend=backend).to(device)
+        m = LeNet5(fc_backend=backend, **variant).to(device)
         x = _r(batch, 1, 28, 28, seed=5).to(device).requires_grad_(input_grad)
         y = torch.randint(0, 10, (batch,), generator=_g(6)).to(device)
         logits = m(x)
@@ -122,6 +122,12 @@ def checks(triton: bool):
                                                + [t.detach() for t in _seeded_lenet().parameters()])),
         ("model train step N=33 (lenet5_forward_train/backward)", _model(33)),
         ("model train step N=5 with dL/dx", _model(5, input_grad=True)),
+        ("model train step N=33 relu + max pool", _model(33, activation="relu", pooling="max")),
+        ("model train step N=33 leaky_relu(0.2) + avg", _model(33, activation="leaky_relu", negative_slope=0.2)),
+        ("model train step N=33 sigmoid + max pool", _model(33, activation="sigmoid", pooling="max")),
+        ("conv5x5_tanh_pool relu + max, tied windows", _with_grads(lambda x, w, b: ops.conv5x5_tanh_pool(x, w, b, 2, "relu", "max"),
+                                                                 [torch.round(_r(9, 1, 28, 28, seed=1) * 2) / 2,
+                                                                  _r(6, 1, 5, 5, seed=2, scale=0.2), _r(6, seed=3, scale=0.1)], yes3)),
         ("gather_normalize", _plain(lambda im, i: ops.gather_normalize(im, i), [torch.randint(0, 256, (50, 1, 28, 28), generator=_g(8), dtype=torch.uint8),
                                                                           torch.randperm(50, generator=_g(9))[:37]])),
     ]

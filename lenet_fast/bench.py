@@ -4,6 +4,8 @@
     python -m lenet_fast.bench --full            # every case: model, training step, each fused op
     python -m lenet_fast.bench --full --device cuda --json out.json   # also writes out.png
     python -m lenet_fast.bench --case "train" --batch 64 --no-compile
+    python -m lenet_fast.bench --variant all     # the model's variants (relu-max, ...): inference
+                                                 # and training step at batch 64 each
 
 Contenders, all with identical weights:
     lenet_fast                       the package's model / op (native C++ or CUDA kernels)
@@ -16,6 +18,8 @@ Cases: whole-model inference at batch 1, 64, 1024, 16384 (and 65536 on CUDA); a 
 (forward, CrossEntropyLoss, backward, fused Adam) at 64 and 1024, and on the CPU the same again with a
 busy-looping process per core competing ("train step, machine shared"); each fused op forward and
 forward+backward (conv+tanh+pool for conv1 and conv2, linear+tanh for fc1 and fc2, linear for fc3).
+With --variant, the whole-model cases of the network's variants instead (lenet_fast.LeNet5 against
+the stock twin built from the same nn modules, e.g. "inference [relu-max]").
 
 Method: each case warms every contender up (compiling where needed), then times them in
 alternating rounds (A B C A B C ...), each round a block of iterations sized to about --round-ms,
@@ -41,6 +45,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Callable
 
 import torch
@@ -138,15 +143,27 @@ def contender_names(case: Case, device: torch.device, modes) -> list[str]:
     return names + [EAGER] + [name for name, _ in modes]
 
 
-def _models(device, modes, seed=0):
+# A variant of the network by name: "<activation>-<pooling>" (LeakyReLU at the stock default
+# slope, 0.01); the tutorial's network is "tanh-avg".
+DEFAULT_VARIANT = "tanh-avg"
+VARIANTS = tuple(f"{a}-{p}" for a in ops.ACTIVATIONS for p in ops.POOLINGS)
+
+
+def variant_kwargs(name: str) -> dict:
+    activation, _, pooling = name.rpartition("-")
+    return {"activation": activation, "pooling": pooling}
+
+
+def _models(device, modes, seed=0, variant=DEFAULT_VARIANT):
     """{contender: model}, every one with the same weights (separate copies: training mutates them)."""
     torch.manual_seed(seed)
-    fast = LeNet5().to(device)
-    stock = TorchLeNet5().to(device)
+    kw = variant_kwargs(variant)
+    fast = LeNet5(**kw).to(device)
+    stock = TorchLeNet5(**kw).to(device)
     stock.load_state_dict(fast.state_dict())
     models = {"lenet_fast": fast}
     if _triton_ok(device):
-        t = LeNet5(fc_backend="triton").to(device)
+        t = LeNet5(fc_backend="triton", **kw).to(device)
         t.load_state_dict(fast.state_dict())
         models["lenet_fast triton"] = t
     models[EAGER] = stock
@@ -155,7 +172,7 @@ def _models(device, modes, seed=0):
     return models
 
 
-def inference_case(batch, device, modes):
+def inference_case(batch, device, modes, variant=DEFAULT_VARIANT):
     x = torch.randn(batch, 1, 28, 28, device=device)
 
     def run(name, model):
@@ -167,10 +184,10 @@ def inference_case(batch, device, modes):
                 return model(x)
         return f
 
-    return {name: run(name, m) for name, m in _models(device, modes).items()}
+    return {name: run(name, m) for name, m in _models(device, modes, variant=variant).items()}
 
 
-def training_case(batch, device, modes):
+def training_case(batch, device, modes, variant=DEFAULT_VARIANT):
     x = torch.randn(batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
 
@@ -188,12 +205,12 @@ def training_case(batch, device, modes):
             opt.step()
         return f
 
-    models = _models(device, modes)
+    models = _models(device, modes, variant=variant)
     fns = {}
     for name, m in models.items():
         fns[name] = run(name, m)
         if name == "lenet_fast" and device.type == "cuda":
-            graph_model = LeNet5().to(device)
+            graph_model = LeNet5(**variant_kwargs(variant)).to(device)
             graph_model.load_state_dict(m.state_dict())
             fns[GRAPH] = _graphed_training_step(graph_model, x, y)
     return fns
@@ -298,8 +315,20 @@ CHECK_CASES = (("inference", 64), ("train step", 64), ("inference", 1024), ("tra
                ("inference", 1), ("inference", 65536))
 
 
-def cases(device: torch.device, full: bool = False, check: bool = False) -> list[Case]:
-    """The quick set, the GPU check's set (check=True) or every case (full=True), for one device."""
+def variant_cases(variants) -> list[Case]:
+    """Inference and the training step at batch 64 for each named variant of the network."""
+    out = []
+    for v in variants:
+        out.append(Case(f"inference [{v}]", 64, FWD_FLOPS, partial(inference_case, variant=v)))
+        out.append(Case(f"train step [{v}]", 64, TRAIN_FLOPS, partial(training_case, variant=v), "train"))
+    return out
+
+
+def cases(device: torch.device, full: bool = False, check: bool = False, variants=None) -> list[Case]:
+    """The quick set, the GPU check's set (check=True), every case (full=True), or the variants'
+    cases (variants: a list of names), for one device."""
+    if variants:
+        return variant_cases(variants)
     if check:
         return [Case(name, b, FWD_FLOPS, inference_case) if name == "inference"
                 else Case(name, b, TRAIN_FLOPS, training_case, "train") for name, b in CHECK_CASES]
@@ -605,12 +634,21 @@ def main(argv=None) -> list[Result]:
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--round-ms", type=float, default=None, help="time per round per contender (default 30 on CPU, 10 on CUDA)")
     p.add_argument("--max-case-s", type=float, default=30.0, help="cut rounds (to no fewer than 5) past this")
+    p.add_argument("--variant", action="append", metavar="ACT-POOL",
+                   help=f"the whole-model cases of this variant of the network instead ({', '.join(VARIANTS)}, "
+                        "or all; repeatable)")
     p.add_argument("--json", help="write environment and results here")
     p.add_argument("--plot", help="write the throughput plot here (default: the --json path with .png)")
     p.add_argument("--no-plot", action="store_true", help="write no plot (--replot makes it later from the JSON)")
     p.add_argument("--replot", metavar="JSON", help="only draw the plot of an earlier --json file (to --plot, "
                    "or beside it as .png), then exit")
     args = p.parse_args(argv)
+    variants = None
+    if args.variant:
+        variants = list(VARIANTS) if "all" in args.variant else list(dict.fromkeys(args.variant))
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            p.error(f"--variant: unknown {', '.join(unknown)} (known: {', '.join(VARIANTS)}, all)")
     if args.replot:
         with open(args.replot) as f:
             data = json.load(f)
@@ -641,7 +679,8 @@ def main(argv=None) -> list[Result]:
     for d in devices:
         modes = compile_modes(d, "none" if args.no_compile else args.compile_mode)
         round_ms = args.round_ms or (10.0 if d.type == "cuda" else 30.0)
-        chosen = [c for c in cases(d, args.full, args.check) if not args.case or any(s in c.name for s in args.case)]
+        chosen = [c for c in cases(d, args.full, args.check, variants)
+                  if not args.case or any(s in c.name for s in args.case)]
         if args.batch:
             chosen = [replace(c, batch=b) for c in {c.name: c for c in chosen}.values() for b in args.batch]
         if not chosen:

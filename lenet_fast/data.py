@@ -177,9 +177,19 @@ class DeviceLoader:
     """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool, seed: int = 0,
-                 device: str | torch.device = "cpu", mean: float = 0.5, std: float = 0.5):
+                 device: str | torch.device = "cpu", mean: float = 0.5, std: float = 0.5,
+                 shard: tuple[int, int] = (0, 1)):
+        """shard = (rank, world): for data-parallel training, yield only this rank's part of each
+        batch. Every rank draws the same permutation (same seed), and batch b's images
+        order[b B : (b + 1) B] are cut into `world` contiguous parts as evenly as they go (the
+        first len % world parts one longer); rank r takes part r. So each image is seen once per
+        epoch across the ranks, and batch_size is the global batch."""
         if batch_size < 1:
             raise ValueError(f"DeviceLoader: batch_size must be at least 1, got {batch_size}")
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"DeviceLoader: shard must be (rank, world) with 0 <= rank < world, got {shard}")
+        self.shard = (rank, world)
         self.device = torch.device(device)
         self.images = images.to(self.device).unsqueeze(1).contiguous()  # (N, 1, 28, 28) uint8
         self.labels = labels.to(self.device)
@@ -208,11 +218,21 @@ class DeviceLoader:
         """The sample order of the next epoch (drawing it advances the generator, as iterating does)."""
         return self._permutation(len(self.labels)) if self.shuffle else self._order
 
+    def global_batch_sizes(self) -> list[int]:
+        """The size of every batch of an epoch across all shards (the last may be short)."""
+        n = len(self.labels)
+        return [min(self.batch_size, n - start) for start in range(0, n, self.batch_size)]
+
     def __iter__(self):
         n = len(self.labels)
         order = self.epoch_order()
+        rank, world = self.shard
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
+            if world > 1:
+                size, extra = divmod(len(idx), world)
+                lo = rank * size + min(rank, extra)
+                idx = idx[lo:lo + size + (rank < extra)]
             yield ops.gather_normalize(self.images, idx, self.mean, self.std), self.labels.index_select(0, idx)
 
     def state_dict(self) -> dict:

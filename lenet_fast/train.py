@@ -5,6 +5,8 @@
     python -m lenet_fast.train --save ckpt.pt                  # checkpoint after every epoch
     python -m lenet_fast.train --resume ckpt.pt --epochs 20    # continue where it stopped
     python -m lenet_fast.train --evaluate ckpt.pt --confusion confusion.png
+    python -m lenet_fast.train --activation relu --pooling max   # a variant (tutorial sections 5.2, 7)
+    torchrun --nproc-per-node 2 -m lenet_fast.train            # data-parallel (DDP): gloo / NCCL
 
 The recipe (defaults): images scaled to [-1, 1] ((x/255 - 0.5)/0.5), batches of 64 shuffled each
 epoch, Adam with lr 1e-3, cross-entropy, 10 epochs, then accuracy on the 10,000 test images.
@@ -15,15 +17,30 @@ batch in one op; --loader torchvision is the tutorial's DataLoader (PIL image ->
 Normalize per sample). Both read the same files, shuffle from the same seed and feed the model
 bit-identical pixels, so the two speed-ups can be measured separately inside one program. Every
 combination builds its optimizer the same way (torch's fused implementation where it has one).
+
+--activation (tanh, relu, leaky_relu with --negative-slope, sigmoid) and --pooling (avg, max) pick
+the network's variant, for either --impl; a checkpoint records its variant, and --resume and
+--evaluate use it unless told otherwise.
+
+Under torchrun (WORLD_SIZE > 1) the run is data-parallel with DistributedDataParallel: gloo on CPUs,
+NCCL on GPUs (rank i on cuda:LOCAL_RANK). --batch-size stays the global batch: every rank draws the
+same seeded permutation and takes its own contiguous part of each batch (each image once per epoch
+across the ranks), and each rank's loss is its share of the global batch's mean, so the gradients
+are the single-process run's to float32 rounding. Only rank 0 prints, evaluates and writes
+checkpoints and metrics; checkpoints hold the plain model, so a distributed run resumes in a single
+process and the other way round. A rank that fails ends the run: its error is printed with its
+rank, torchrun stops the others, and --dist-timeout bounds any wait on a rank that went silent.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,7 +54,55 @@ CHECKPOINT_FORMAT = 1
 
 # ------------------------------------------------------------------------------ pieces
 
-def pick_device(name: str, impl: str) -> torch.device:
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a data-parallel run (rank 0 of 1 without one)."""
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_from_env() -> Dist:
+    """The torchrun environment (WORLD_SIZE, RANK, LOCAL_RANK), or a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    return Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def init_distributed(d: Dist, device: torch.device, timeout_s: float) -> Dist:
+    """Joins the process group: NCCL for CUDA devices, gloo for the CPU."""
+    import torch.distributed as dist
+
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s),
+                            **({"device_id": device} if device.type == "cuda" else {}))
+    return Dist(d.rank, d.world, d.local_rank, backend)
+
+
+def _fail_point(d: Dist, step: int) -> None:
+    """LENET_FAST_FAIL_AT="rank:step" makes that rank raise at that training step (0-based, counted
+    over the run): how the tests check that a failing rank ends the run instead of hanging it."""
+    spec = os.environ.get("LENET_FAST_FAIL_AT")
+    if spec and spec == f"{d.rank}:{step}":
+        raise RuntimeError(f"LENET_FAST_FAIL_AT={spec}: failing rank {d.rank} at step {step} on purpose")
+
+
+def pick_device(name: str, impl: str, d: Dist = Dist()) -> torch.device:
+    """The device by name; under torchrun "auto" and "cuda" mean this rank's GPU, cuda:LOCAL_RANK."""
+    if d.world > 1 and name in ("auto", "cuda"):
+        usable = lenet_fast.cuda_available() if impl == "lenet_fast" else torch.cuda.is_available()
+        if name == "cuda" or usable:
+            name = f"cuda:{d.local_rank}"
+        else:
+            name = "cpu"
     if name == "auto":
         usable = lenet_fast.cuda_available() if impl == "lenet_fast" else torch.cuda.is_available()
         return torch.device("cuda" if usable else "cpu")
@@ -51,11 +116,28 @@ def pick_device(name: str, impl: str) -> torch.device:
     return device
 
 
-def build_model(impl: str, device: torch.device, seed: int) -> torch.nn.Module:
+def build_model(impl: str, device: torch.device, seed: int, activation: str = "tanh", pooling: str = "avg",
+                negative_slope: float = 0.01) -> torch.nn.Module:
     """The model, initialised from `seed`: both impls start from identical weights."""
     torch.manual_seed(seed)
-    model = LeNet5() if impl == "lenet_fast" else TorchLeNet5()
+    variant = dict(activation=activation, pooling=pooling, negative_slope=negative_slope)
+    model = LeNet5(**variant) if impl == "lenet_fast" else TorchLeNet5(**variant)
     return model.to(device)
+
+
+VARIANT_DEFAULTS = {"activation": "tanh", "pooling": "avg", "negative_slope": 0.01}
+
+
+def resolve_variant(args, checkpoint_args: dict | None = None) -> None:
+    """Fills the variant arguments left unset: from the checkpoint being resumed or evaluated if it
+    records them, else the tutorial's network."""
+    for key, default in VARIANT_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, (checkpoint_args or {}).get(key, default))
+
+
+def variant_of(args) -> dict:
+    return {key: getattr(args, key) for key in VARIANT_DEFAULTS}
 
 
 def build_optimizer(args, params, device: torch.device | None = None) -> torch.optim.Optimizer:
@@ -101,11 +183,12 @@ class TorchvisionLoader:
         self.loader.generator.set_state(state["generator"])
 
 
-def make_loader(args, split, batch_size, shuffle, device):
+def make_loader(args, split, batch_size, shuffle, device, d: Dist = Dist()):
     if args.loader == "torchvision":
         return TorchvisionLoader(args, split, batch_size, shuffle, device)
     images, labels = load_split(args, split)
-    return data.DeviceLoader(images, labels, batch_size, shuffle, seed=args.seed, device=device)
+    return data.DeviceLoader(images, labels, batch_size, shuffle, seed=args.seed, device=device,
+                             shard=(d.rank, d.world) if split == "train" else (0, 1))
 
 
 def load_split(args, split):
@@ -135,27 +218,43 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def train_epoch(model, loader, optimizer, device, desc="", progress=True) -> dict:
-    """One pass over `loader`; loss is the mean of the batch losses (as the tutorial prints it)."""
+def train_epoch(model, loader, optimizer, device, desc="", progress=True, d: Dist = Dist(), first_step=0) -> dict:
+    """One pass over `loader`; loss is the mean of the batch losses (as the tutorial prints it).
+
+    Data-parallel (d.world > 1): each rank's loss is the sum over its part of the batch divided by
+    the global batch's size, times the world size that DistributedDataParallel's averaging divides
+    by, so every step's gradient is the global batch's mean, as in one process; the epoch's loss and
+    accuracy are summed over the ranks at the end (one all_reduce)."""
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
+    sizes = loader.global_batch_sizes() if d.world > 1 else None
     bar = _progress(len(loader), desc, progress)
     _sync(device)
     t0 = time.perf_counter()
-    for x, y in loader:
+    for step, (x, y) in enumerate(loader):
+        _fail_point(d, first_step + step)
         logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        if sizes is None:
+            loss = F.cross_entropy(logits, y)
+        else:
+            loss = F.cross_entropy(logits, y, reduction="sum") * (d.world / sizes[step])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         # Accumulated on the device: no host round trip per step.
-        loss_sum += loss.detach()
+        loss_sum += loss.detach() / d.world
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
         if bar is not None:
             bar.update()
+    if d.world > 1:
+        import torch.distributed as dist
+
+        totals = torch.stack([loss_sum.double(), correct.double()])
+        dist.all_reduce(totals)
+        loss_sum, correct, seen = totals[0], totals[1], sum(sizes)
     _sync(device)
     seconds = time.perf_counter() - t0
     if bar is not None:
@@ -278,6 +377,7 @@ def _report_evaluation(args, model, device, t_start, extra):
                "test_images": result["test_images"], "total_seconds": total,
                "per_class_accuracy": result["per_class_accuracy"], "confusion": result["confusion"],
                "device": str(device), "impl": args.impl, "loader": args.loader, "dataset": args.dataset,
+               **variant_of(args),
                "torch": torch.__version__, "lenet_fast": lenet_fast.build_info()["version"],
                "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     return metrics
@@ -301,6 +401,10 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", help=f"directory of the IDX files (also ${data.ENV_DIR}; see lenet_fast.data)")
     p.add_argument("--download", action="store_true", help="fetch the dataset through torchvision if it is not found")
     p.add_argument("--impl", choices=("lenet_fast", "torch"), default="lenet_fast")
+    p.add_argument("--activation", choices=("tanh", "relu", "leaky_relu", "sigmoid"),
+                   help="after every hidden layer (default: the checkpoint's, else tanh, the tutorial's)")
+    p.add_argument("--pooling", choices=("avg", "max"), help="2x2 pooling (default: the checkpoint's, else avg)")
+    p.add_argument("--negative-slope", type=float, help="leaky_relu's slope, >= 0 (default: the checkpoint's, else 0.01)")
     p.add_argument("--loader", choices=("fast", "torchvision"), default="fast")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers for --loader torchvision (tutorial: 0)")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
@@ -314,24 +418,60 @@ def parse_args(argv=None):
                    help="on CUDA with --loader fast, run each training step eagerly instead of replaying a "
                         "captured CUDA graph of it")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars (they are shown only on a terminal anyway)")
+    p.add_argument("--dist-timeout", type=float, default=300.0,
+                   help="under torchrun: seconds a rank waits for the others before the run fails (default 300)")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "eval_batch_size"):
         if getattr(args, name) < (0 if name == "epochs" else 1):
             p.error(f"--{name.replace('_', '-')} must be at least {0 if name == 'epochs' else 1}")
     if args.lr <= 0:
         p.error("--lr must be positive")
+    if args.negative_slope is not None and not 0 <= args.negative_slope < float("inf"):
+        p.error("--negative-slope must be finite and >= 0")
     return args
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> dict | None:
+    """Trains (or evaluates) as the arguments say; returns the metrics (None on ranks other than 0
+    of a data-parallel run)."""
+    d = dist_from_env()
+    if d.world == 1:
+        return _main(argv, d)
+    try:
+        return _main(argv, d)
+    except BaseException as e:  # name the rank: torchrun's own report of a child's failure is long
+        if not isinstance(e, SystemExit) or e.code not in (0, None):
+            print(f"lenet_fast.train: rank {d.rank} of {d.world} failed: {type(e).__name__}: {e}",
+                  file=sys.stderr, flush=True)
+        raise
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _main(argv, d: Dist) -> dict | None:
     t_start = time.perf_counter()
     args = parse_args(argv)
-    device = pick_device(args.device, args.impl)
-    progress = not args.no_progress and sys.stderr.isatty()
+    device = pick_device(args.device, args.impl, d)
+    progress = not args.no_progress and sys.stderr.isatty() and d.main
+    if d.world > 1:
+        if args.evaluate:
+            raise SystemExit("train: --evaluate runs in one process; start it without torchrun")
+        if args.loader != "fast":
+            raise SystemExit("train: a data-parallel run uses --loader fast (each rank slices the one seeded "
+                             "permutation); --loader torchvision is single-process")
+        d = init_distributed(d, device, args.dist_timeout)
+
+    def say(*a, **k):
+        if d.main:
+            print(*a, **k)
 
     if args.evaluate:
         state = load_checkpoint(args.evaluate)
-        model = build_model(args.impl, device, args.seed)
+        resolve_variant(args, state.get("args"))
+        model = build_model(args.impl, device, args.seed, **variant_of(args))
         model.load_state_dict(state["model"])
         m = _report_evaluation(args, model, device, t_start, {"checkpoint": str(args.evaluate),
                                                                "epochs": state.get("epoch")})
@@ -343,19 +483,25 @@ def main(argv=None) -> dict:
             write_json(args.metrics_json, m)
         return m
 
-    print(f"lenet_fast.train: {args.dataset}, impl {args.impl}, loader {args.loader}, device {device}, "
-          f"{args.optimizer} lr {args.lr}, batch {args.batch_size}, seed {args.seed}", flush=True)
-    model = build_model(args.impl, device, args.seed)
+    state = load_checkpoint(args.resume) if args.resume else None
+    resolve_variant(args, state.get("args") if state else None)
+    variant = variant_of(args)
+    described = "" if variant == VARIANT_DEFAULTS else (
+        f", {args.activation}" + (f"({args.negative_slope})" if args.activation == "leaky_relu" else "")
+        + f" + {args.pooling} pooling")
+    parallel = f", {d.world} ranks ({d.backend})" if d.world > 1 else ""
+    say(f"lenet_fast.train: {args.dataset}, impl {args.impl}{described}, loader {args.loader}, device {device}"
+        f"{parallel}, {args.optimizer} lr {args.lr}, batch {args.batch_size}, seed {args.seed}", flush=True)
+    model = build_model(args.impl, device, args.seed, **variant)
     optimizer = build_optimizer(args, model.parameters(), device)
-    loader = make_loader(args, "train", args.batch_size, True, device)
+    loader = make_loader(args, "train", args.batch_size, True, device, d)
     start_epoch, history = 0, []
     if args.resume:
-        state = load_checkpoint(args.resume)
         if "optimizer" not in state or "rng" not in state:
             raise SystemExit(f"train: {args.resume} has weights only; --resume needs a checkpoint written by --save")
         old = state.get("args", {})
-        for key in ("dataset", "batch_size", "optimizer", "lr", "seed", "loader"):
-            if key in old and old[key] != getattr(args, key):
+        for key in ("dataset", "batch_size", "optimizer", "lr", "seed", "loader", *VARIANT_DEFAULTS):
+            if key in old and old[key] != getattr(args, key) and d.main:
                 print(f"train: note: --{key.replace('_', '-')} is {getattr(args, key)!r} now, "
                       f"{old[key]!r} in the checkpoint", file=sys.stderr)
         model.load_state_dict(state["model"])
@@ -365,11 +511,16 @@ def main(argv=None) -> dict:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         loader.load_state_dict(state["rng"]["loader"])
         start_epoch, history = state["epoch"], list(state.get("history", []))
-        print(f"resumed from {args.resume} after epoch {start_epoch}")
+        say(f"resumed from {args.resume} after epoch {start_epoch}")
 
+    plain = model  # what checkpoints and the evaluation use: the module itself, not its DDP wrapper
+    if d.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     graphed = None
     if device.type == "cuda" and isinstance(loader, data.DeviceLoader) and not args.no_cuda_graph \
-            and start_epoch < args.epochs:
+            and start_epoch < args.epochs and d.world == 1:  # (data-parallel steps run eagerly)
         from .graphs import GraphedSteps
 
         graphed = GraphedSteps(model, optimizer, loader)  # captured once, replayed every step
@@ -382,23 +533,26 @@ def main(argv=None) -> dict:
             if bar is not None:
                 bar.close()
         else:
-            stats = train_epoch(model, loader, optimizer, device, desc, progress)
+            stats = train_epoch(model, loader, optimizer, device, desc, progress, d, epoch * len(loader))
         stats["epoch"] = epoch + 1
         history.append(stats)
         train_seconds += stats["seconds"]
-        print(f"epoch {epoch + 1:>3}/{args.epochs}  loss {stats['loss']:.4f}  train acc "
-              f"{100 * stats['train_accuracy']:6.2f}%  {stats['seconds']:7.2f} s  "
-              f"{stats['images_per_second']:>9,.0f} img/s", flush=True)
-        if args.save:
-            save_checkpoint(args.save, model, optimizer, loader, epoch + 1, args, history)
+        say(f"epoch {epoch + 1:>3}/{args.epochs}  loss {stats['loss']:.4f}  train acc "
+            f"{100 * stats['train_accuracy']:6.2f}%  {stats['seconds']:7.2f} s  "
+            f"{stats['images_per_second']:>9,.0f} img/s", flush=True)
+        if args.save and d.main:
+            save_checkpoint(args.save, plain, optimizer, loader, epoch + 1, args, history)
 
+    if not d.main:
+        return None
     n_train = len(loader.labels) if hasattr(loader, "labels") else len(loader.loader.dataset)
     epochs_run = args.epochs - start_epoch
-    m = _report_evaluation(args, model, device, t_start, {
+    m = _report_evaluation(args, plain, device, t_start, {
         "epochs": args.epochs, "epochs_this_run": epochs_run, "train_seconds": train_seconds,
         "images_per_second": n_train * epochs_run / train_seconds if train_seconds else None})
     m.update(batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed,
-             train_images=n_train, history=history, resumed_from=args.resume)
+             train_images=n_train, history=history, resumed_from=args.resume, world_size=d.world,
+             backend=d.backend)
     print(f"test accuracy {100 * m['test_accuracy']:.2f}%  ({m['test_images']} images)   "
           f"training {train_seconds:.2f} s, total {m['total_seconds']:.2f} s", flush=True)
     if args.metrics_json:

@@ -115,6 +115,22 @@ def test_readme_tables_match_results():
         assert "GPU figures have not been measured yet" in (ROOT / "README.md").read_text()
 
 
+def test_variant_cases(tmp_path):
+    """--variant: the whole-model cases of each named variant, its stock twin as the contender."""
+    out = tmp_path / "v.json"
+    results = bench.main(["--device", "cpu", "--variant", "relu-max", "--variant", "sigmoid-avg", "--rounds", "2",
+                          "--round-ms", "1", "--no-compile", "--no-plot", "--json", str(out)])
+    assert [(r.case, r.contender) for r in results] == [
+        (f"{case} [{v}]", who) for v in ("relu-max", "sigmoid-avg") for case in ("inference", "train step")
+        for who in ("lenet_fast", bench.EAGER)]
+    assert all(r.batch == 64 and r.median_s > 0 for r in results)
+    assert len(bench.cases(torch.device("cpu"), variants=list(bench.VARIANTS))) == 16
+    fns = bench.inference_case(3, torch.device("cpu"), (), variant="leaky_relu-max")
+    torch.testing.assert_close(fns["lenet_fast"](), fns[bench.EAGER](), rtol=1e-4, atol=1e-5)
+    with pytest.raises(SystemExit):
+        bench.main(["--variant", "gelu-avg"])
+
+
 def test_report_renders_a_result(tmp_path, monkeypatch):
     report = _load("benchmarks/report.py")
     res = lambda contender, t, ve: {"device": "cuda", "case": "inference", "batch": 64, "contender": contender,

@@ -43,7 +43,7 @@ def test_gpu_check_dry_run(tmp_path):
             "SKIP  compute-sanitizer racecheck", "PASS  training comparison", "PASS  bench --full"]
     assert len(steps) == len(want) and all(s.startswith(w) for s, w in zip(steps, want)), summary
     assert "SKIP  compute-sanitizer memcheck: compute-sanitizer not found" in summary
-    assert "smoke: 25 of 25 checks passed" in summary  # the table is in the summary, row by row
+    assert "smoke: 29 of 29 checks passed" in summary  # the table is in the summary, row by row
     check = json.loads((out / "bench-check.json").read_text())
     assert {(r["case"], r["contender"]) for r in check["results"]} >= {("inference", "lenet_fast"), ("train step", "stock eager")}
     train = json.loads((out / "train.json").read_text())

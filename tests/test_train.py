@@ -111,6 +111,29 @@ def test_evaluate_checkpoint(data_dir, tmp_path):
         m["test_accuracy"], abs=2 / N_TEST)
 
 
+@pytest.mark.parametrize("variant", [("relu", "max"), ("leaky_relu", "avg")])
+def test_variant_trains_like_its_stock_twin(data_dir, tmp_path, variant):
+    """--activation/--pooling: the lenet_fast model and the stock twin train to the same numbers,
+    the metrics and the checkpoint record the variant, and --evaluate / --resume take it from
+    the checkpoint."""
+    activation, pooling = variant
+    flags = ("--activation", activation, "--pooling", pooling, "--negative-slope", 0.2)
+    ckpt = tmp_path / "v.pt"
+    fast = run(data_dir, "--epochs", 2, "--save", ckpt, *flags)
+    stock = run(data_dir, "--epochs", 2, "--impl", "torch", *flags)
+    assert (fast["activation"], fast["pooling"], fast["negative_slope"]) == (activation, pooling, 0.2)
+    for h0, h1 in zip(fast["history"], stock["history"]):
+        assert h1["loss"] == pytest.approx(h0["loss"], rel=1e-3, abs=1e-4)
+    losses = [h["loss"] for h in fast["history"]]
+    assert losses[1] < losses[0]
+    evaluated = run(data_dir, "--evaluate", ckpt)  # no flags: the checkpoint's variant
+    assert evaluated["activation"] == activation and evaluated["test_accuracy"] == fast["test_accuracy"]
+    state = torch.load(ckpt, weights_only=False)
+    TorchLeNet5(activation=activation, pooling=pooling, negative_slope=0.2).load_state_dict(state["model"], strict=True)
+    resumed = run(data_dir, "--epochs", 3, "--resume", ckpt)
+    assert resumed["pooling"] == pooling and len(resumed["history"]) == 3
+
+
 def test_errors(data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="does not exist"):
