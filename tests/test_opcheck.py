@@ -58,6 +58,17 @@ def samples(device):
         (O.lenet5_backward, bwd([False] + [True] * 10)),
         (O.lenet5_backward, bwd([False] * 9 + [True, True])),
         (O.lenet5_backward, bwd([True] + [False] * 10)),
+        # the network's variants: the trailing activation / pooling / negative_slope arguments
+        (O.conv5x5_tanh_pool, (x1, w1, b1, 2, True, "relu", "max", 0.01)),
+        (O.conv5x5_tanh_pool, (x2, w2, nd(b2), 0, False, "sigmoid", "max", 0.01)),
+        (O.tanh_pool_backward, (r(3, 6, 14, 14), r(3, 6, 28, 28), "leaky_relu", "max", 0.2)),
+        (O.conv5x5_tanh_pool_backward_weight, (r(3, 6, 14, 14), r(3, 6, 28, 28), r(3, 1, 28, 28), 2, "relu", "max", 0.01)),
+        (O.tanh, (r(4, 7, grad=True), "leaky_relu", 0.2)),
+        (O.tanh_backward, (r(4, 7), r(4, 7), "sigmoid", 0.01)),
+        (O.linear_tanh, (h, fw, fb, "relu", 0.01)),
+        (O.lenet5_forward, (r(4, 1, 28, 28), *params, 2, 0.0, 1.0, "leaky_relu", "max", 0.2)),
+        (O.lenet5_forward_train, (r(3, 1, 28, 28), *[p.detach().requires_grad_() for p in params], 2, "relu", "max", 0.01)),
+        (O.lenet5_backward, (*bwd([False] + [True] * 10), "tanh", "avg", 0.01)),
     ]
 
 

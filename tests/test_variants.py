@@ -212,3 +212,21 @@ def test_model_variant_with_triton_fc(device, activation, pooling):
     stock = TorchLeNet5(activation=activation, pooling=pooling, negative_slope=SLOPE).to(device)
     stock.load_state_dict(fast.state_dict())
     compare_model_with_stock(fast, stock, torch.randn(6, 1, 28, 28, device=device), name=f" triton [{activation}, {pooling}]")
+
+
+@pytest.mark.slow  # torch.compile: tens of seconds on a 2-core CPU
+def test_variant_under_torch_compile():
+    """A variant's ops (with their string and float arguments) trace into one graph."""
+    torch.manual_seed(8)
+    fast = LeNet5(activation="leaky_relu", pooling="max", negative_slope=SLOPE)
+    compiled = torch.compile(fast, fullgraph=True)
+    x = torch.randn(6, 1, 28, 28)
+    eager_out = fast(x)
+    eager_out.sum().backward()
+    eager_grads = [p.grad.clone() for p in fast.parameters()]
+    fast.zero_grad()
+    out = compiled(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, eager_out, rtol=1e-6, atol=1e-6)
+    for g, e in zip((p.grad for p in fast.parameters()), eager_grads):
+        torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-6)
