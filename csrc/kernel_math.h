@@ -70,8 +70,6 @@ LF_HD typename Ops::V tanh_impl(typename Ops::V x) {
   return t * p / q;
 }
 
-LF_HD float tanh_f32(float x) { return tanh_impl<ScalarOps>(x); }
-
 // ------------------------------------------------------------------------------------------------
 // The network's variants (variant.h): kernels take the activation and pooling as template
 // parameters; LeakyReLU's negative slope is a run-time float.
@@ -179,12 +177,16 @@ LF_HD float act_pool_backward_f32(float g_pooled, float act, int pos, int taken,
   return in_window ? act_backward_f32<A>(pool_grad<P>(g_pooled, pos, taken), act, slope) : 0.0f;
 }
 
-// d/dx tanh from the saved output y: g * (1 - y^2)  (tiny-cuda-nn's form).
-LF_HD float tanh_backward_f32(float g, float y) { return act_backward_f32<Act::kTanh>(g, y, 0.0f); }
-
-// The default network's pool + tanh backward (act_pool_backward_f32 for tanh and average pooling).
-LF_HD float tanh_pool_backward_f32(float g_pooled, float act, bool in_window) {
-  return act_pool_backward_f32<Act::kTanh, Pool::kAvg>(g_pooled, act, 0, 0, in_window, 0.0f);
+// act_pool_backward_f32 at pixel (yy, xx) of one saved activation plane `act` (row stride W): the
+// pixel's window position, and for max pooling the element its window took, read from the plane.
+template <Act A, Pool P>
+LF_HD float act_pool_backward_at(float g_pooled, const float* act, int W, int yy, int xx, bool in_window, float slope) {
+  int taken = 0;
+  if (P == Pool::kMax && in_window) {
+    const float* w0 = act + (yy & ~1) * W + (xx & ~1);
+    taken = max_index4(w0[0], w0[1], w0[W], w0[W + 1]);
+  }
+  return act_pool_backward_f32<A, P>(g_pooled, act[yy * W + xx], (yy & 1) * 2 + (xx & 1), taken, in_window, slope);
 }
 
 }  // namespace

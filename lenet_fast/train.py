@@ -97,15 +97,11 @@ def _fail_point(d: Dist, step: int) -> None:
 
 def pick_device(name: str, impl: str, d: Dist = Dist()) -> torch.device:
     """The device by name; under torchrun "auto" and "cuda" mean this rank's GPU, cuda:LOCAL_RANK."""
-    if d.world > 1 and name in ("auto", "cuda"):
-        usable = lenet_fast.cuda_available() if impl == "lenet_fast" else torch.cuda.is_available()
-        if name == "cuda" or usable:
-            name = f"cuda:{d.local_rank}"
-        else:
-            name = "cpu"
     if name == "auto":
         usable = lenet_fast.cuda_available() if impl == "lenet_fast" else torch.cuda.is_available()
-        return torch.device("cuda" if usable else "cpu")
+        name = "cuda" if usable else "cpu"
+    if name == "cuda" and d.world > 1:
+        name = f"cuda:{d.local_rank}"
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():

@@ -33,7 +33,5 @@ struct Vec8Ops {
   LF_HD static v8f splat(float s) { return splat8(s); }
 };
 
-LF_HD v8f tanh8(v8f x) { return tanh_impl<Vec8Ops>(x); }
-
 }  // namespace
 }  // namespace lenet_fast

@@ -181,12 +181,7 @@ __global__ void conv_weight_grad_kernel(
         const int yy = i / Wo, xx = i % Wo;
         const bool in = yy < 2 * Hq && xx < 2 * Wq;
         const float gq = in ? g[(plane * Hq + yy / 2) * Wq + xx / 2] : 0.0f;
-        int taken = 0;
-        if (PL == Pool::kMax && in) {  // the element its window's maximum took, as the forward's scan
-          const float* w0 = act + plane * P + (yy & ~1) * Wo + (xx & ~1);
-          taken = max_index4(w0[0], w0[1], w0[Wo], w0[Wo + 1]);
-        }
-        s_g[i] = act_pool_backward_f32<A, PL>(gq, act[plane * P + i], (yy & 1) * 2 + (xx & 1), taken, in, slope);
+        s_g[i] = act_pool_backward_at<A, PL>(gq, act + plane * P, Wo, yy, xx, in, slope);
       } else {
         s_g[i] = g[plane * P + i];
       }

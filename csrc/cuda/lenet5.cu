@@ -26,8 +26,8 @@
 //
 // Every kernel takes the network's variant (activation A, pooling PL) as template parameters, as the
 // per-layer kernels do; max pooling's backward re-finds each window's element in the saved
-// activation (max_index4). Deterministic by construction: every sum has a fixed order that depends on N alone, and no float
-// atomics. NOTE: not yet run on a GPU (README, "GPU status"); the tile sizes and job shapes are
+// activation (act_pool_backward_at). Deterministic by construction: every sum has a fixed order
+// that depends on N alone, and no float atomics. NOTE: not yet run on a GPU (README, "GPU status"); the tile sizes and job shapes are
 // first choices to be tuned on one, proven correct under the CPU harness.
 #include "../kernel_math.h"
 #include "device.h"
@@ -278,14 +278,8 @@ __global__ void net_backward_data_kernel(const float* __restrict__ g3, NetParams
     const int64_t n = n0 + t;
     float v = 0.0f;
     if (n < N) {
-      const float* a2 = s.act2 + n * kA2;
-      int taken = 0;
-      if (PL == Pool::kMax) {
-        const float* w0 = a2 + (c * G::kO2 + (yy & ~1)) * G::kO2 + (xx & ~1);
-        taken = max_index4(w0[0], w0[1], w0[G::kO2], w0[G::kO2 + 1]);
-      }
-      v = act_pool_backward_f32<A, PL>(s_df[t * G::kF + (c * G::kQ2 + yy / 2) * G::kQ2 + xx / 2], a2[r],
-                                       (yy & 1) * 2 + (xx & 1), taken, true, slope);
+      v = act_pool_backward_at<A, PL>(s_df[t * G::kF + (c * G::kQ2 + yy / 2) * G::kQ2 + xx / 2],
+                                      s.act2 + n * kA2 + c * G::kO2 * G::kO2, G::kO2, yy, xx, true, slope);
       d.dpre2[n * kA2 + r] = v;
     }
     s_d2[i] = v;
@@ -345,13 +339,7 @@ __device__ void conv_weight_job(const NetJobArgs& a, int oc, int64_t n0, int64_t
       if (CONV1) {
         const int yy = i / HO, xx = i % HO;
         const float gq = a.dp1[n * kP1 + (oc * G::kQ1 + yy / 2) * G::kQ1 + xx / 2];
-        const float* a1 = a.act1 + n * kA1 + oc * HO * HO;
-        int taken = 0;
-        if (PL == Pool::kMax) {
-          const float* w0 = a1 + (yy & ~1) * HO + (xx & ~1);
-          taken = max_index4(w0[0], w0[1], w0[HO], w0[HO + 1]);
-        }
-        s_g[i] = act_pool_backward_f32<A, PL>(gq, a1[i], (yy & 1) * 2 + (xx & 1), taken, true, a.slope);
+        s_g[i] = act_pool_backward_at<A, PL>(gq, a.act1 + n * kA1 + oc * HO * HO, HO, yy, xx, true, a.slope);
       } else {
         s_g[i] = a.dpre2[n * kA2 + oc * HO * HO + i];
       }

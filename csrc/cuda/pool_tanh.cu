@@ -56,12 +56,8 @@ __global__ void pool_backward_kernel(const float* __restrict__ g,    // (planes,
       dx[i] = in ? pool_grad<Pool::kAvg>(gq, 0, 0) : 0.0f;
       continue;
     }
-    int taken = 0;
-    if (PL == Pool::kMax && in) {
-      const float* w0 = act + (p * H + (yy & ~int64_t{1})) * W + (xx & ~int64_t{1});
-      taken = max_index4(w0[0], w0[1], w0[W], w0[W + 1]);
-    }
-    dx[i] = act_pool_backward_f32<A, PL>(gq, act[i], static_cast<int>((yy & 1) * 2 + (xx & 1)), taken, in, slope);
+    dx[i] = act_pool_backward_at<A, PL>(gq, act + p * H * W, static_cast<int>(W), static_cast<int>(yy),
+                                        static_cast<int>(xx), in, slope);
   }
 }
 
