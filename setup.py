@@ -50,17 +50,18 @@ def extensions():
     # OpenMP because at::parallel_for's OpenMP backend is header code compiled into this library.
     cxx = opt + ["-std=c++20", "-ffp-contract=fast", "-fopenmp", "-Wall", "-Wno-psabi"]
     csrc = ROOT / "csrc"
-    sources = [csrc / "ops.cpp", csrc / "lenet5_train.cpp", csrc / "module.cpp",
-               *sorted((csrc / "cpu").glob("*.cpp"))]
+    # csrc/kernels: torch-free kernels; csrc/ops: the torch ops around them (csrc/README.md).
+    sources = [*sorted(s for s in (csrc / "ops").glob("*.cpp") if s.name != "no_cuda.cpp"),
+               *sorted((csrc / "ops" / "cpu").glob("*.cpp")), *sorted((csrc / "kernels" / "cpu").glob("*.cpp"))]
     macros = [
         ("LENET_FAST_VERSION", f'"{VERSION}"'),
         ("LENET_FAST_BUILD_TORCH", f'"{torch.__version__}"'),
     ]
-    kwargs = dict(extra_link_args=["-fopenmp"])
+    kwargs = dict(extra_link_args=["-fopenmp"], include_dirs=[str(csrc)])
     if with_cuda:
         archs = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
         # the kernels and their launchers (.cu, torch-free), and the torch side of the CUDA ops
-        sources += [*sorted((csrc / "cuda").glob("*.cu")), csrc / "cuda" / "torch_ops.cpp"]
+        sources += [*sorted((csrc / "kernels" / "cuda").glob("*.cu")), *sorted((csrc / "ops" / "cuda").glob("*.cpp"))]
         macros += [
             ("LENET_FAST_WITH_CUDA", None),
             ("LENET_FAST_BUILD_CUDA", f'"{torch.version.cuda}"'),
@@ -75,7 +76,7 @@ def extensions():
             **kwargs,
         )
     else:
-        sources.append(csrc / "no_cuda.cpp")
+        sources.append(csrc / "ops" / "no_cuda.cpp")
         ext = CppExtension(
             "lenet_fast._C",
             [str(s.relative_to(ROOT)) for s in sources],

@@ -97,23 +97,23 @@ def checks(triton: bool):
     out = [
         ("conv5x5 fwd+bwd N=3 3->5 13x11 pad 1", _with_grads(lambda x, w, b: ops.conv5x5(x, w, b, 1), conv_in(3, 3, 5, 13, 11), yes3)),
         ("conv5x5 fwd+bwd N=2 16->120 5x5 (C5)", _with_grads(lambda x, w, b: ops.conv5x5(x, w, b, 0), conv_in(2, 16, 120, 5, 5), yes3)),
-        ("conv5x5_tanh_pool fwd+bwd conv1 N=33", _with_grads(lambda x, w, b: ops.conv5x5_tanh_pool(x, w, b, 2), conv_in(33, 1, 6, 28, 28), (False, True, True))),
-        ("conv5x5_tanh_pool fwd+bwd conv2 N=33", _with_grads(lambda x, w, b: ops.conv5x5_tanh_pool(x, w, b, 0), conv_in(33, 6, 16, 14, 14), yes3)),
-        ("conv5x5_tanh_pool odd N=2 2->3 9x7 pad 1 +act", _with_grads(lambda x, w, b: O.conv5x5_tanh_pool(x, w, b, 1, True), conv_in(2, 2, 3, 9, 7), yes3)),
-        ("conv5x5_tanh_pool save_act=False", _with_grads(lambda x, w, b: O.conv5x5_tanh_pool(x, w, b, 0, False)[0], conv_in(3, 6, 16, 14, 14), yes3)),
+        ("conv5x5_act_pool fwd+bwd conv1 N=33", _with_grads(lambda x, w, b: ops.conv5x5_act_pool(x, w, b, 2), conv_in(33, 1, 6, 28, 28), (False, True, True))),
+        ("conv5x5_act_pool fwd+bwd conv2 N=33", _with_grads(lambda x, w, b: ops.conv5x5_act_pool(x, w, b, 0), conv_in(33, 6, 16, 14, 14), yes3)),
+        ("conv5x5_act_pool odd N=2 2->3 9x7 pad 1 +act", _with_grads(lambda x, w, b: O.conv5x5_act_pool(x, w, b, 1, True), conv_in(2, 2, 3, 9, 7), yes3)),
+        ("conv5x5_act_pool save_act=False", _with_grads(lambda x, w, b: O.conv5x5_act_pool(x, w, b, 0, False)[0], conv_in(3, 6, 16, 14, 14), yes3)),
         ("conv5x5_backward_weight N=300 (chunks)", _plain(lambda g, x: O.conv5x5_backward_weight(g, x, 0), [_r(300, 16, 10, 10, seed=4), _r(300, 6, 14, 14, seed=5)])),
         ("conv5x5_backward_input N=300", _plain(lambda g, w: O.conv5x5_backward_input(g, w, 0), [_r(300, 16, 10, 10, seed=4), _r(16, 6, 5, 5, seed=5)])),
-        ("conv5x5_tanh_pool_backward_weight N=257", _plain(lambda g, a, x: O.conv5x5_tanh_pool_backward_weight(g, a, x, 2),
+        ("conv5x5_act_pool_backward_weight N=257", _plain(lambda g, a, x: O.conv5x5_act_pool_backward_weight(g, a, x, 2),
                                                          [_r(257, 6, 14, 14, seed=4), torch.tanh(_r(257, 6, 28, 28, seed=5)), _r(257, 1, 28, 28, seed=6)])),
         ("conv5x5_backward_weight no input channels", _plain(lambda g, x: O.conv5x5_backward_weight(g, x, 0), [_r(2, 3, 1, 1, seed=4), _r(2, 0, 5, 5)])),
-        ("tanh_pool_backward 7x9", _plain(O.tanh_pool_backward, [_r(3, 4, 3, 4, seed=4), torch.tanh(_r(3, 4, 7, 9, seed=5))])),
+        ("act_pool_backward 7x9", _plain(O.act_pool_backward, [_r(3, 4, 3, 4, seed=4), torch.tanh(_r(3, 4, 7, 9, seed=5))])),
         ("avg_pool2x2 fwd+bwd 7x9", _with_grads(ops.avg_pool2x2, [_r(3, 4, 7, 9, seed=1)], (True,))),
-        ("tanh fwd+bwd (every regime)", _with_grads(ops.tanh, [torch.linspace(-12, 12, 10001)], (True,))),
+        ("tanh fwd+bwd (every regime)", _with_grads(ops.act, [torch.linspace(-12, 12, 10001)], (True,))),
         ("linear fwd+bwd N=33 37->19", _with_grads(ops.linear, lin_in(33, 37, 19), yes3)),
-        ("linear_tanh fwd+bwd N=33 400->120", _with_grads(ops.linear_tanh, lin_in(33, 400, 120), yes3)),
-        ("linear_tanh fwd+bwd 3-D input", _with_grads(ops.linear_tanh, [_r(2, 3, 84, seed=1), _r(10, 84, seed=2, scale=0.1), _r(10, seed=3)], yes3)),
+        ("linear_act fwd+bwd N=33 400->120", _with_grads(ops.linear_act, lin_in(33, 400, 120), yes3)),
+        ("linear_act fwd+bwd 3-D input", _with_grads(ops.linear_act, [_r(2, 3, 84, seed=1), _r(10, 84, seed=2, scale=0.1), _r(10, seed=3)], yes3)),
         ("linear_backward_weight N=4096 (bias sum)", _plain(O.linear_backward_weight, [_r(4096, 120, seed=4), _r(4096, 400, seed=5)])),
-        ("linear no input features", _plain(O.linear_tanh, [_r(3, 0), _r(4, 0), _r(4, seed=3)])),
+        ("linear no input features", _plain(O.linear_act, [_r(3, 0), _r(4, 0), _r(4, seed=3)])),
         ("lenet5_forward N=1", _inference(1)),
         ("lenet5_forward N=1027", _inference(1027)),
         ("lenet5_forward N=4099 (tiles of 8)", _inference(4099)),
@@ -125,7 +125,7 @@ def checks(triton: bool):
         ("model train step N=33 relu + max pool", _model(33, activation="relu", pooling="max")),
         ("model train step N=33 leaky_relu(0.2) + avg", _model(33, activation="leaky_relu", negative_slope=0.2)),
         ("model train step N=33 sigmoid + max pool", _model(33, activation="sigmoid", pooling="max")),
-        ("conv5x5_tanh_pool relu + max, tied windows", _with_grads(lambda x, w, b: ops.conv5x5_tanh_pool(x, w, b, 2, "relu", "max"),
+        ("conv5x5_act_pool relu + max, tied windows", _with_grads(lambda x, w, b: ops.conv5x5_act_pool(x, w, b, 2, "relu", "max"),
                                                                  [torch.round(_r(9, 1, 28, 28, seed=1) * 2) / 2,
                                                                   _r(6, 1, 5, 5, seed=2, scale=0.2), _r(6, seed=3, scale=0.1)], yes3)),
         ("gather_normalize", _plain(lambda im, i: ops.gather_normalize(im, i), [torch.randint(0, 256, (50, 1, 28, 28), generator=_g(8), dtype=torch.uint8),
@@ -137,7 +137,7 @@ def checks(triton: bool):
         # Triton on the device against the native kernels on the CPU (Triton has no CPU backend)
         def tri(act):
             def run(device):
-                fn = (lambda *a: triton_linear(*a, act)) if device != "cpu" else (ops.linear_tanh if act else ops.linear)
+                fn = (lambda *a: triton_linear(*a, act)) if device != "cpu" else (ops.linear_act if act else ops.linear)
                 return _with_grads(fn, lin_in(300, 84, 10), yes3)(device)
             return run
         out += [("triton_linear tanh fwd+bwd N=300 (2 dW chunks)", tri(True)), ("triton_linear fwd+bwd N=300", tri(False)),

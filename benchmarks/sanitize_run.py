@@ -55,7 +55,7 @@ def _run(device: torch.device, triton: bool) -> None:
             b = torch.randn(5, device=device, requires_grad=True)
             for ours, ref in (
                 (ops.conv5x5, lambda x, w, b: F.conv2d(x, w, b, padding=padding)),
-                (ops.conv5x5_tanh_pool, lambda x, w, b: F.avg_pool2d(torch.tanh(F.conv2d(x, w, b, padding=padding)), 2)),
+                (ops.conv5x5_act_pool, lambda x, w, b: F.avg_pool2d(torch.tanh(F.conv2d(x, w, b, padding=padding)), 2)),
             ):
                 out, want = ours(xi, w, b, padding), ref(xi, w, b)
                 close(out, want, f"{ours.__name__} padding {padding} batch {batch}")
@@ -63,7 +63,7 @@ def _run(device: torch.device, triton: bool) -> None:
                 for got, exp, n in zip(torch.autograd.grad(out, (xi, w, b), g), torch.autograd.grad(want, (xi, w, b), g), "xwb"):
                     close(got, exp, f"{ours.__name__} grad {n} padding {padding} batch {batch}")
         t = torch.randn(batch, 3, 9, 7, device=device, requires_grad=True)
-        for ours, ref in ((ops.avg_pool2x2, lambda t: F.avg_pool2d(t, 2)), (ops.tanh, torch.tanh)):
+        for ours, ref in ((ops.avg_pool2x2, lambda t: F.avg_pool2d(t, 2)), (ops.act, torch.tanh)):
             out, want = ours(t), ref(t)
             close(out, want, f"{ours.__name__} batch {batch}")
             g = torch.randn_like(out)
@@ -71,7 +71,7 @@ def _run(device: torch.device, triton: bool) -> None:
         xf = torch.randn(batch, 37, device=device, requires_grad=True)
         wf = torch.randn(19, 37, device=device, requires_grad=True)
         bf = torch.randn(19, device=device, requires_grad=True)
-        linears = [(ops.linear, F.linear), (ops.linear_tanh, lambda *a: torch.tanh(F.linear(*a)))]
+        linears = [(ops.linear, F.linear), (ops.linear_act, lambda *a: torch.tanh(F.linear(*a)))]
         if triton:
             from lenet_fast.triton_linear import triton_linear
 

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 
 import lenet_fast
-from lenet_fast import LeNet5, TorchLeNet5, ops
+from lenet_fast import LeNet5, TorchLeNet5, ops, variants
 
 FORMAT = 2  # of the JSON this writes; benchmarks/report.py reads this format only
 
@@ -67,8 +67,8 @@ COMPILE = "stock compile"
 COMPILE_RO = "stock compile (reduce-overhead)"
 GRAPH = "lenet_fast graph"
 # The training step timed while a busy-looping process per core competes for the CPU: how much a
-# shared machine (a compile, another run) slows each contender down (issue: OpenMP barriers that
-# spin lose whole time slices when a thread is descheduled).
+# shared machine (a compile, another run) slows each contender down (OpenMP barriers that spin
+# lose whole time slices when a thread is descheduled).
 SHARED_TRAIN = "train step, machine shared"
 
 Fn = Callable[[], object]
@@ -145,8 +145,8 @@ def contender_names(case: Case, device: torch.device, modes) -> list[str]:
 
 # A variant of the network by name: "<activation>-<pooling>" (LeakyReLU at the stock default
 # slope, 0.01); the tutorial's network is "tanh-avg".
-DEFAULT_VARIANT = "tanh-avg"
-VARIANTS = tuple(f"{a}-{p}" for a in ops.ACTIVATIONS for p in ops.POOLINGS)
+DEFAULT_VARIANT = variants.name(variants.DEFAULT_ACTIVATION, variants.DEFAULT_POOLING)
+VARIANTS = tuple(variants.name(a, p) for a in variants.ACTIVATIONS for p in variants.POOLINGS)
 
 
 def variant_kwargs(name: str) -> dict:
@@ -276,10 +276,10 @@ def op_case(op: str, backward: bool):
         w = (torch.randn(w_shape, device=device) / fan_in**0.5).requires_grad_(backward)
         b = (0.1 * torch.randn(w_shape[0], device=device)).requires_grad_(backward)
         if padding is not None:
-            fns = {"lenet_fast": lambda x, w, b: ops.conv5x5_tanh_pool(x, w, b, padding)}
+            fns = {"lenet_fast": lambda x, w, b: ops.conv5x5_act_pool(x, w, b, padding)}
             stock = _conv_stock(padding)
         else:
-            fns = {"lenet_fast": ops.linear_tanh if act else ops.linear}
+            fns = {"lenet_fast": ops.linear_act if act else ops.linear}
             if _triton_ok(device):
                 from lenet_fast.triton_linear import triton_linear
 

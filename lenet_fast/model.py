@@ -4,8 +4,8 @@ The parameters live in ordinary nn.Conv2d / nn.Linear modules built in the stock
 names, shapes, default initialisation (same values under the same seed) and state_dicts are the
 stock model's; only forward() differs. It is one op for the whole network:
 
-    conv5x5_tanh_pool(conv1) -> conv5x5_tanh_pool(conv2) -> flatten
-    -> linear_tanh(fc1) -> linear_tanh(fc2) -> linear(fc3)
+    conv5x5_act_pool(conv1) -> conv5x5_act_pool(conv2) -> flatten
+    -> linear_act(fc1) -> linear_act(fc2) -> linear(fc3)
 
 as lenet5_forward when autograd has nothing to record (no_grad, inference_mode), else as
 lenet5_forward_train, whose backward is the single op lenet5_backward. At LeNet's size the
@@ -19,7 +19,7 @@ import os
 import torch
 import torch.nn as nn
 
-from . import ops
+from . import ops, variants
 from .reference import activation_module, pooling_module
 
 _PADDING = {28: 2, 32: 0}  # the tutorial's Fashion-MNIST input, and LeNet-5's classic 32x32
@@ -61,18 +61,13 @@ class LeNet5(nn.Module):
     """
 
     def __init__(self, input_size: int = 28, num_classes: int = 10, fc_backend: str | None = None,
-                 activation: str = "tanh", pooling: str = "avg", negative_slope: float = 0.01):
+                 activation: str = variants.DEFAULT_ACTIVATION, pooling: str = variants.DEFAULT_POOLING,
+                 negative_slope: float = variants.DEFAULT_NEGATIVE_SLOPE):
         super().__init__()
         self.fc_backend = _resolve_fc_backend(fc_backend)
         if input_size not in _PADDING:
             raise ValueError(f"LeNet5: input_size must be 28 or 32, got {input_size}")
-        if activation not in ops.ACTIVATIONS:
-            raise ValueError(f"LeNet5: activation must be one of {', '.join(ops.ACTIVATIONS)}, got {activation!r}")
-        if pooling not in ops.POOLINGS:
-            raise ValueError(f"LeNet5: pooling must be one of {', '.join(ops.POOLINGS)}, got {pooling!r}")
-        if not 0 <= negative_slope < float("inf"):
-            raise ValueError(f"LeNet5: negative_slope must be finite and >= 0 (the kernels tell LeakyReLU's branch "
-                             f"from the sign of its output), got {negative_slope}")
+        variants.check("LeNet5", activation, pooling, negative_slope)
         self.input_size = input_size
         self.activation, self.pooling, self.negative_slope = activation, pooling, float(negative_slope)
         self.conv1 = nn.Conv2d(1, 6, kernel_size=5, stride=1, padding=_PADDING[input_size])
@@ -124,8 +119,8 @@ class LeNet5(nn.Module):
 
         activation, pooling, slope = variant
         c1w, c1b, c2w, c2b, f1w, f1b, f2w, f2b, f3w, f3b = params
-        x = ops.conv5x5_tanh_pool(x, c1w, c1b, padding, activation, pooling, slope)
-        x = ops.conv5x5_tanh_pool(x, c2w, c2b, 0, activation, pooling, slope).flatten(1)
+        x = ops.conv5x5_act_pool(x, c1w, c1b, padding, activation, pooling, slope)
+        x = ops.conv5x5_act_pool(x, c2w, c2b, 0, activation, pooling, slope).flatten(1)
         x = triton_linear(x, f1w, f1b, True, activation, slope)
         x = triton_linear(x, f2w, f2b, True, activation, slope)
         return triton_linear(x, f3w, f3b, False)

@@ -6,6 +6,9 @@ import contextlib
 import torch
 import torch.nn as nn
 
+from . import variants
+from .variants import DEFAULT_ACTIVATION, DEFAULT_NEGATIVE_SLOPE, DEFAULT_POOLING
+
 
 @contextlib.contextmanager
 def float32_reference():
@@ -26,21 +29,25 @@ def float32_reference():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
-def activation_module(activation: str = "tanh", negative_slope: float = 0.01) -> nn.Module:
-    """The stock module for one of lenet_fast.ops.ACTIVATIONS."""
+# The stock module of each of lenet_fast.variants.ACTIVATIONS and POOLINGS.
+_ACTIVATION_MODULES = {"tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "sigmoid": nn.Sigmoid}
+_POOLING_MODULES = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
+assert set(_ACTIVATION_MODULES) == set(variants.ACTIVATIONS) and set(_POOLING_MODULES) == set(variants.POOLINGS), \
+    "lenet_fast.reference: a variant without its stock module"
+
+
+def activation_module(activation: str = DEFAULT_ACTIVATION, negative_slope: float = DEFAULT_NEGATIVE_SLOPE) -> nn.Module:
+    """The stock module for one of lenet_fast.variants.ACTIVATIONS."""
+    variants.check("activation_module", activation, None, negative_slope)
     if activation == "leaky_relu":
         return nn.LeakyReLU(negative_slope)
-    modules = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
-    if activation not in modules:
-        raise ValueError(f"expected activation to be one of tanh, relu, leaky_relu, sigmoid, got {activation!r}")
-    return modules[activation]()
+    return _ACTIVATION_MODULES[activation]()
 
 
-def pooling_module(pooling: str = "avg") -> nn.Module:
-    """The stock 2x2, stride-2 module for one of lenet_fast.ops.POOLINGS."""
-    if pooling not in ("avg", "max"):
-        raise ValueError(f"expected pooling to be avg or max, got {pooling!r}")
-    return nn.AvgPool2d(kernel_size=2, stride=2) if pooling == "avg" else nn.MaxPool2d(kernel_size=2, stride=2)
+def pooling_module(pooling: str = DEFAULT_POOLING) -> nn.Module:
+    """The stock 2x2, stride-2 module for one of lenet_fast.variants.POOLINGS."""
+    variants.check("pooling_module", DEFAULT_ACTIVATION, pooling)
+    return _POOLING_MODULES[pooling](kernel_size=2, stride=2)
 
 
 class TorchLeNet5(nn.Module):
@@ -48,7 +55,8 @@ class TorchLeNet5(nn.Module):
     stock modules (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.MaxPool2d), as the tutorial's sections 5.2
     and 7 describe."""
 
-    def __init__(self, activation: str = "tanh", pooling: str = "avg", negative_slope: float = 0.01):
+    def __init__(self, activation: str = DEFAULT_ACTIVATION, pooling: str = DEFAULT_POOLING,
+                 negative_slope: float = DEFAULT_NEGATIVE_SLOPE):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 6, kernel_size=5, stride=1, padding=2)  # 6x28x28
         self.pool1 = pooling_module(pooling)  # 6x14x14

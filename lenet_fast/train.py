@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 import lenet_fast
-from lenet_fast import LeNet5, TorchLeNet5, data
+from lenet_fast import LeNet5, TorchLeNet5, data, variants
 
 CHECKPOINT_FORMAT = 1
 
@@ -112,8 +112,9 @@ def pick_device(name: str, impl: str, d: Dist = Dist()) -> torch.device:
     return device
 
 
-def build_model(impl: str, device: torch.device, seed: int, activation: str = "tanh", pooling: str = "avg",
-                negative_slope: float = 0.01) -> torch.nn.Module:
+def build_model(impl: str, device: torch.device, seed: int, activation: str = variants.DEFAULT_ACTIVATION,
+                pooling: str = variants.DEFAULT_POOLING,
+                negative_slope: float = variants.DEFAULT_NEGATIVE_SLOPE) -> torch.nn.Module:
     """The model, initialised from `seed`: both impls start from identical weights."""
     torch.manual_seed(seed)
     variant = dict(activation=activation, pooling=pooling, negative_slope=negative_slope)
@@ -121,7 +122,7 @@ def build_model(impl: str, device: torch.device, seed: int, activation: str = "t
     return model.to(device)
 
 
-VARIANT_DEFAULTS = {"activation": "tanh", "pooling": "avg", "negative_slope": 0.01}
+VARIANT_DEFAULTS = variants.DEFAULTS
 
 
 def resolve_variant(args, checkpoint_args: dict | None = None) -> None:
@@ -397,10 +398,13 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", help=f"directory of the IDX files (also ${data.ENV_DIR}; see lenet_fast.data)")
     p.add_argument("--download", action="store_true", help="fetch the dataset through torchvision if it is not found")
     p.add_argument("--impl", choices=("lenet_fast", "torch"), default="lenet_fast")
-    p.add_argument("--activation", choices=("tanh", "relu", "leaky_relu", "sigmoid"),
-                   help="after every hidden layer (default: the checkpoint's, else tanh, the tutorial's)")
-    p.add_argument("--pooling", choices=("avg", "max"), help="2x2 pooling (default: the checkpoint's, else avg)")
-    p.add_argument("--negative-slope", type=float, help="leaky_relu's slope, >= 0 (default: the checkpoint's, else 0.01)")
+    p.add_argument("--activation", choices=variants.ACTIVATIONS,
+                   help=f"after every hidden layer (default: the checkpoint's, else {variants.DEFAULT_ACTIVATION}, "
+                        "the tutorial's)")
+    p.add_argument("--pooling", choices=variants.POOLINGS,
+                   help=f"2x2 pooling (default: the checkpoint's, else {variants.DEFAULT_POOLING})")
+    p.add_argument("--negative-slope", type=float, help="leaky_relu's slope, >= 0 (default: the checkpoint's, else "
+                                                        f"{variants.DEFAULT_NEGATIVE_SLOPE})")
     p.add_argument("--loader", choices=("fast", "torchvision"), default="fast")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers for --loader torchvision (tutorial: 0)")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")

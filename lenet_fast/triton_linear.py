@@ -10,7 +10,7 @@ One tiled matmul kernel, C = A . B with strided operands, serves all three produ
     dL/dW    dW (N, K) = gpre^T . x                 two passes: per-chunk partials over the batch,
     dL/db    db (N)    = sum_m gpre                 then an in-order sum (deterministic, no atomics)
 where gpre = act'(g, y), e.g. g * (1 - y^2) for tanh, is formed while the gradient tile is loaded
-(the activation's derivative from the saved output, as csrc/kernel_math.h's act_backward). Block sizes are fixed for LeNet's widths (120, 84, 10): 32x32x32 tiles; a longer
+(the activation's derivative from the saved output, as csrc/kernels/kernel_math.h's act_backward). Block sizes are fixed for LeNet's widths (120, 84, 10): 32x32x32 tiles; a longer
 autotune list would mostly add compile time at these sizes.
 
 Triton has no CPU backend: on CPU tensors the kernels run in Triton's interpreter, which needs
@@ -24,6 +24,8 @@ import os
 import torch
 from torch import Tensor
 
+from . import variants
+
 try:
     import triton
     import triton.language as tl
@@ -34,16 +36,16 @@ except ImportError:  # pragma: no cover - triton ships with CUDA builds of torch
 
 BLOCK_M, BLOCK_N, BLOCK_K = 32, 32, 32
 CHUNK = 256  # batch rows per dW/db partial
-# The kernel's ACT codes: csrc/variant.h's Act values; NO_ACT for fc3.
-ACT_CODES = {"tanh": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3}
-NO_ACT = -1
+# The kernel's ACT codes: the C++ enum's values (lenet_fast.variants); NO_ACT for fc3.
+ACT_CODES = variants.ACT_CODES
+NO_ACT = variants.NO_ACTIVATION
 
 
 def _act_code(op: str, activation: str, negative_slope: float) -> int:
     if activation not in ACT_CODES:
         raise RuntimeError(f"lenet_fast::{op}: expected activation to be one of {', '.join(ACT_CODES)}, "
                            f"got {activation!r}")
-    if not 0 <= negative_slope < float("inf"):
+    if not variants.negative_slope_ok(negative_slope):
         raise RuntimeError(f"lenet_fast::{op}: expected a finite negative_slope >= 0, got {negative_slope}")
     return ACT_CODES[activation]
 
@@ -60,27 +62,29 @@ def available(device: torch.device | str | None = None) -> tuple[bool, str]:
 
 
 if HAVE_TRITON:
+    _TANH_CLAMP = tl.constexpr(variants.TANH_CLAMP)
+    _P0, _P1, _P2, _P3, _P4 = (tl.constexpr(c) for c in variants.TANH_P)
+    _Q0, _Q1, _Q2, _Q3, _Q4 = (tl.constexpr(c) for c in variants.TANH_Q)
 
     @triton.jit
     def _tanh(x):
-        # The rational function of csrc/kernel_math.h: t P(t^2) / Q(t^2), t = x clamped to +-9.1.
-        t = tl.minimum(tl.maximum(x, -9.1), 9.1)
+        # The rational function of csrc/kernels/kernel_math.h, its coefficients read from there
+        # (lenet_fast.variants): t P(t^2) / Q(t^2), t = x clamped to +-_TANH_CLAMP.
+        t = tl.minimum(tl.maximum(x, -_TANH_CLAMP), _TANH_CLAMP)
         z = t * t
-        p = 1.3177902e-08
-        p = p * z + 2.0481479e-05
-        p = p * z + 3.4878296e-03
-        p = p * z + 1.3374491e-01
-        p = p * z + 1.0
-        q = 7.7042068e-07
-        q = q * z + 3.2729498e-04
-        q = q * z + 2.5847459e-02
-        q = q * z + 4.6707806e-01
-        q = q * z + 1.0
+        p = _P4 * z + _P3
+        p = p * z + _P2
+        p = p * z + _P1
+        p = p * z + _P0
+        q = _Q4 * z + _Q3
+        q = q * z + _Q2
+        q = q * z + _Q1
+        q = q * z + _Q0
         return t * p / q
 
     @triton.jit
     def _act(x, ACT: tl.constexpr, slope):
-        # act_forward of csrc/kernel_math.h
+        # act_forward of csrc/kernels/kernel_math.h
         if ACT == 0:
             x = _tanh(x)
         elif ACT == 1:
@@ -93,7 +97,7 @@ if HAVE_TRITON:
 
     @triton.jit
     def _act_backward(g, y, ACT: tl.constexpr, slope):
-        # act_backward of csrc/kernel_math.h, from the saved output y
+        # act_backward of csrc/kernels/kernel_math.h, from the saved output y
         if ACT == 0:
             g = g * (1.0 - y * y)
         elif ACT == 1:
@@ -181,11 +185,11 @@ def _grid(m, n, chunks=1):
 
 
 @torch.library.triton_op("lenet_fast::triton_linear", mutates_args=())
-def triton_linear(x: Tensor, weight: Tensor, bias: Tensor, apply_tanh: bool, activation: str = "tanh",
-                  negative_slope: float = 0.01) -> Tensor:
-    """act(x W^T + b) for x (..., K), weight (N, K), bias (N) if apply_tanh, else x W^T + b; act is
+def triton_linear(x: Tensor, weight: Tensor, bias: Tensor, apply_act: bool, activation: str = variants.DEFAULT_ACTIVATION,
+                  negative_slope: float = variants.DEFAULT_NEGATIVE_SLOPE) -> Tensor:
+    """act(x W^T + b) for x (..., K), weight (N, K), bias (N) if apply_act, else x W^T + b; act is
     tanh unless activation names another of lenet_fast.ops.ACTIVATIONS."""
-    code = _act_code("triton_linear", activation, negative_slope) if apply_tanh else NO_ACT
+    code = _act_code("triton_linear", activation, negative_slope) if apply_act else NO_ACT
     _check("triton_linear", x=x, weight=weight, bias=bias)
     if weight.dim() != 2 or x.dim() < 1 or x.shape[-1] != weight.shape[1] or bias.shape != (weight.shape[0],):
         raise RuntimeError(f"lenet_fast::triton_linear: expected x (..., {weight.shape[-1]}), weight "
@@ -206,8 +210,8 @@ def triton_linear(x: Tensor, weight: Tensor, bias: Tensor, apply_tanh: bool, act
 
 @torch.library.triton_op("lenet_fast::triton_linear_backward", mutates_args=())
 def triton_linear_backward(grad: Tensor, x: Tensor | None, weight: Tensor | None,
-                           y: Tensor | None, activation: str = "tanh",
-                           negative_slope: float = 0.01) -> tuple[Tensor, Tensor, Tensor]:
+                           y: Tensor | None, activation: str = variants.DEFAULT_ACTIVATION,
+                           negative_slope: float = variants.DEFAULT_NEGATIVE_SLOPE) -> tuple[Tensor, Tensor, Tensor]:
     """(dx, dweight, dbias) of triton_linear from its output gradient and, with an activation, its
     output y (the activation named by activation and negative_slope).
 
@@ -260,11 +264,11 @@ def triton_linear_backward(grad: Tensor, x: Tensor | None, weight: Tensor | None
 
 
 def _setup(ctx, inputs, output):
-    x, weight, _, apply_tanh, activation, negative_slope = inputs
+    x, weight, _, apply_act, activation, negative_slope = inputs
     ctx.activation = (activation, negative_slope)
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     ctx.save_for_backward(x if need_w or need_b else None, weight if need_x else None,
-                          output if apply_tanh else None)
+                          output if apply_act else None)
 
 
 def _backward(ctx, grad):

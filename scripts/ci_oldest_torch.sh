@@ -28,7 +28,7 @@ LENET_FAST_FORCE_CPU=1 "$PY" -m pip install -v --no-build-isolation --no-deps . 
   tail -n 60 /tmp/lenet_fast_oldest_build.log; exit 1; }
 (cd /tmp && "$PY" -m lenet_fast.info)
 # Everything but the CUDA-kernel simulations, which test the same kernels as the main run; one of
-# them still builds the simulated CUDA ops, i.e. csrc/cuda/torch_ops.cpp against torch 2.11's headers
+# them still builds the simulated CUDA ops, i.e. csrc/ops/cuda/*.cpp against torch 2.11's headers
 # (the GPU machine's).
 "$PY" -P -m pytest tests benchmarks -q --benchmark-disable -p no:cacheprovider -m "not cudasim"
 "$PY" -P -m pytest tests/test_cudasim.py -q -p no:cacheprovider -k "kernels_really_ran or whole_network and forward-17"

@@ -1,7 +1,9 @@
-"""The simulated CUDA build: lenet_fast's CUDA kernels (csrc/cuda/*.cu) compiled as C++ against the
-CPU harness csrc/cuda/sim/, with the CUDA ops' torch side (csrc/cuda/torch_ops.cpp) and the
-whole-network composition (csrc/lenet5_train.cpp), loaded as the op library lenet_fast_cudasim:
-lenet_fast's own schemas, on CPU tensors, running the code a CUDA build runs.
+"""The simulated CUDA build: lenet_fast's CUDA kernels (csrc/kernels/cuda/*.cu) compiled as C++
+against the CPU harness csrc/cudasim/, with the CUDA ops' torch side (csrc/ops/cuda/*.cpp) and the
+per-layer composition of the whole-network ops (csrc/ops/lenet5_compose.cpp), loaded as the op
+library lenet_fast_cudasim: lenet_fast's own schemas, on CPU tensors, running the code a CUDA build
+runs. The flavour is chosen by the files compiled: csrc/cudasim/library.cpp in place of
+csrc/ops/cuda/device_cuda.cpp.
 
     import cudasim; sim = cudasim.load(); sim.conv5x5(x, w, b, 2)
 
@@ -22,7 +24,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
-KERNELS = sorted((CSRC / "cuda").glob("*.cu"))
+KERNELS = sorted((CSRC / "kernels" / "cuda").glob("*.cu"))
+# The CUDA build's torch side, less its flavour file, and the harness's flavour and op library.
+GLUE = [*(p for p in sorted((CSRC / "ops" / "cuda").glob("*.cpp")) if p.name != "device_cuda.cpp"),
+        CSRC / "ops" / "lenet5_compose.cpp", CSRC / "cudasim" / "library.cpp"]
 ORDERS = {"forward": 0, "reverse": 1, "shuffle": 2}
 _LOADED = False
 
@@ -59,12 +64,12 @@ def load(verbose: bool = False):
     from torch.utils.cpp_extension import load as cpp_load
 
     where = build_dir()
-    sources = _wrappers(where) + [str(CSRC / "cuda" / "torch_ops.cpp"), str(CSRC / "lenet5_train.cpp")]
+    sources = _wrappers(where) + [str(p) for p in GLUE]
     cpp_load(
         name="lenet_fast_cudasim",
         sources=sources,
         extra_cflags=["-O2", "-std=c++20", "-DLENET_FAST_CUDASIM", "-fvisibility=hidden", "-Wall", "-Wno-psabi",
-                      f"-I{CSRC}", f"-I{CSRC / 'cuda'}"],
+                      f"-I{CSRC}"],
         build_directory=str(where),
         is_python_module=False,
         with_cuda=False,

@@ -1,4 +1,4 @@
-"""The CPU's whole-network training step (csrc/cpu/net_train.cpp: the forward as one parallel
+"""The CPU's whole-network training step (csrc/ops/cpu/net_train.cpp: the forward as one parallel
 region, the backward as two) gives the per-layer ops' results bit for bit: it calls the same
 kernels per image and sums the same chunks in the same order. The per-layer path is what
 lenet5_backward composes when x needs a gradient, and what the per-layer ops give when called one
@@ -15,11 +15,11 @@ O = torch.ops.lenet_fast
 def _per_layer_forward(x, params, padding, variant=("tanh", "avg", 0.01)):
     w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b = params
     act, _, slope = variant
-    p1, act1 = O.conv5x5_tanh_pool(x, w1, b1, padding, True, *variant)
-    p2, act2 = O.conv5x5_tanh_pool(p1, w2, b2, 0, True, *variant)
+    p1, act1 = O.conv5x5_act_pool(x, w1, b1, padding, True, *variant)
+    p2, act2 = O.conv5x5_act_pool(p1, w2, b2, 0, True, *variant)
     flat = p2.flatten(1)
-    h1 = O.linear_tanh(flat, f1w, f1b, act, slope)
-    h2 = O.linear_tanh(h1, f2w, f2b, act, slope)
+    h1 = O.linear_act(flat, f1w, f1b, act, slope)
+    h2 = O.linear_act(h1, f2w, f2b, act, slope)
     return O.linear(h2, f3w, f3b), [act1, p1, act2, flat, h1, h2]
 
 
@@ -82,14 +82,14 @@ def test_whole_network_backward_declines_foreign_saved_tensors():
     saved = list(saved)
     saved[0] = saved[0][:, :, :27]
     weights = [params[i] for i in (0, 2, 4, 6, 8)]
-    with pytest.raises(RuntimeError, match="tanh_pool_backward|conv5x5"):
+    with pytest.raises(RuntimeError, match="act_pool_backward|conv5x5"):
         O.lenet5_backward(torch.randn_like(logits), x, *weights, saved, 2, [False] + [True] * 10)
 
 
 def test_backward_materialises_no_gradient_for_the_saved_activations():
     """lenet5_forward_train returns the activations it saves as outputs that never get a gradient;
     autograd must not fill a zero gradient of each one's shape before the backward (2.5 MB of
-    zeros a step at batch 64: set_materialize_grads(false) in csrc/lenet5_train.cpp)."""
+    zeros a step at batch 64: set_materialize_grads(false) in csrc/ops/lenet5_train.cpp)."""
     torch.manual_seed(0)
     model = LeNet5()
     x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))

@@ -1,4 +1,4 @@
-"""lenet_fast's CUDA kernels, run on the CPU in CI under the harness csrc/cuda/sim/ (see
+"""lenet_fast's CUDA kernels, run on the CPU in CI under the harness csrc/cudasim/ (see
 tests/cudasim.py): every kernel, forward and backward, through the very torch-side code a CUDA
 build runs, against stock PyTorch (the project's accuracy rule) and the CPU kernels, at odd sizes
 and in two thread orders; the whole-network ops as the CUDA build composes them; degenerate
@@ -79,12 +79,12 @@ def test_conv_forward(sim, order, case, n):
     assert_matches_reference(y, y32, y64, f"conv5x5{case}")
     close(y, O.conv5x5(x, wt, b, pad), f"conv5x5{case} vs CPU")
     if h + 2 * pad - 4 >= 2 and w + 2 * pad - 4 >= 2:
-        pooled, act = sim.conv5x5_tanh_pool(x, wt, b, pad, True)
+        pooled, act = sim.conv5x5_act_pool(x, wt, b, pad, True)
         (p32, _), (p64, _) = stock(lambda x, w, b: F.avg_pool2d(torch.tanh(F.conv2d(x, w, b, padding=pad)), 2), [x, wt, b])
         (a32, _), (a64, _) = stock(lambda x, w, b: torch.tanh(F.conv2d(x, w, b, padding=pad)), [x, wt, b])
-        assert_matches_reference(pooled, p32, p64, f"conv5x5_tanh_pool{case}")
-        assert_matches_reference(act, a32, a64, f"conv5x5_tanh_pool{case} act (odd edges included)")
-        assert torch.equal(sim.conv5x5_tanh_pool(x, wt, b, pad, False)[0], pooled)
+        assert_matches_reference(pooled, p32, p64, f"conv5x5_act_pool{case}")
+        assert_matches_reference(act, a32, a64, f"conv5x5_act_pool{case} act (odd edges included)")
+        assert torch.equal(sim.conv5x5_act_pool(x, wt, b, pad, False)[0], pooled)
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
@@ -109,10 +109,10 @@ def test_conv_backward(sim, order, case, n):
         act = torch.tanh(F.conv2d(x, wt, b, padding=pad))
         (_, (fw32, fb32)), (_, (fw64, fb64)) = stock(
             lambda x, w, b: F.avg_pool2d(torch.tanh(F.conv2d(x, w, b, padding=pad)), 2), [x, wt, b], gp, wrt=(1, 2))
-        fw, fb = sim.conv5x5_tanh_pool_backward_weight(gp, act, x, pad)
-        assert_matches_reference(fw, fw32, fw64, f"conv5x5_tanh_pool_backward_weight{case} dw")
-        assert_matches_reference(fb, fb32, fb64, f"conv5x5_tanh_pool_backward_weight{case} db")
-        close(sim.tanh_pool_backward(gp, act), O.tanh_pool_backward(gp, act), "tanh_pool_backward vs CPU")
+        fw, fb = sim.conv5x5_act_pool_backward_weight(gp, act, x, pad)
+        assert_matches_reference(fw, fw32, fw64, f"conv5x5_act_pool_backward_weight{case} dw")
+        assert_matches_reference(fb, fb32, fb64, f"conv5x5_act_pool_backward_weight{case} db")
+        close(sim.act_pool_backward(gp, act), O.act_pool_backward(gp, act), "act_pool_backward vs CPU")
 
 
 @pytest.mark.parametrize("case", CONV_CASES[:2], ids=str)
@@ -125,7 +125,7 @@ def test_conv_large_batch(sim, case):
     dw, db = sim.conv5x5_backward_weight(g, x, pad)
     assert_matches_reference(dw, dw32, dw64, "dw over 300 images")
     assert_matches_reference(db, db32, db64, "db over 300 images")
-    close(sim.conv5x5_tanh_pool(x, wt, b, pad, True)[0], O.conv5x5_tanh_pool(x, wt, b, pad, True)[0], "forward, 300 images")
+    close(sim.conv5x5_act_pool(x, wt, b, pad, True)[0], O.conv5x5_act_pool(x, wt, b, pad, True)[0], "forward, 300 images")
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 2, 2), (3, 4, 7, 9), (300, 6, 28, 28)], ids=str)
@@ -137,10 +137,10 @@ def test_pool_and_tanh(sim, order, shape):
     assert_matches_reference(sim.avg_pool2x2(x), p32, p64, "avg_pool2x2")
     assert_matches_reference(sim.avg_pool2x2_backward(gp, shape[2], shape[3]), dp32, dp64, "avg_pool2x2_backward")
     (t32, (dt32,)), (t64, (dt64,)) = stock(torch.tanh, [x], g, wrt=(0,))
-    y = sim.tanh(x)
+    y = sim.act(x)
     assert_matches_reference(y, t32, t64, "tanh")
-    assert_matches_reference(sim.tanh_backward(g, y), dt32, dt64, "tanh_backward")
-    close(sim.tanh_backward(g, y), O.tanh_backward(g, y), "tanh_backward vs CPU")
+    assert_matches_reference(sim.act_backward(g, y), dt32, dt64, "act_backward")
+    close(sim.act_backward(g, y), O.act_backward(g, y), "tanh_backward vs CPU")
 
 
 # (N, K, J): fc1, fc2, fc3, then odd widths (tile tails) and a batch spanning many tiles
@@ -152,7 +152,7 @@ def test_linear(sim, order, case):
     n, k, j = case
     x, w, b = torch.randn(n, k), torch.randn(j, k) / k ** 0.5, torch.randn(j) * 0.1
     g = torch.randn(n, j)
-    for name, fn in (("linear", F.linear), ("linear_tanh", lambda *a: torch.tanh(F.linear(*a)))):
+    for name, fn in (("linear", F.linear), ("linear_act", lambda *a: torch.tanh(F.linear(*a)))):
         (y32, _), (y64, _) = stock(fn, [x, w, b])
         y = getattr(sim, name)(x, w, b)
         assert_matches_reference(y, y32, y64, f"{name}{case}")
@@ -248,25 +248,25 @@ def test_variant_layer_kernels(sim, order, activation, pooling, case):
     act_fn, pool_fn = _stock_act(activation), pooling_module(pooling)
     stock_fn = lambda x, w, b: pool_fn(act_fn(F.conv2d(x, w, b, padding=pad)))  # noqa: E731
     (y32, _), (y64, _) = stock(stock_fn, [x, wt, b])
-    y, act = sim.conv5x5_tanh_pool(x, wt, b, pad, True, *v)
-    assert_matches_reference(y, y32, y64, f"conv5x5_tanh_pool{case}{v}")
-    want_y, want_act = O.conv5x5_tanh_pool(x, wt, b, pad, True, *v)
-    close(y, want_y, f"conv5x5_tanh_pool{case}{v} vs CPU")
-    close(act, want_act, f"conv5x5_tanh_pool{case}{v} act vs CPU")
+    y, act = sim.conv5x5_act_pool(x, wt, b, pad, True, *v)
+    assert_matches_reference(y, y32, y64, f"conv5x5_act_pool{case}{v}")
+    want_y, want_act = O.conv5x5_act_pool(x, wt, b, pad, True, *v)
+    close(y, want_y, f"conv5x5_act_pool{case}{v} vs CPU")
+    close(act, want_act, f"conv5x5_act_pool{case}{v} act vs CPU")
     g = torch.randn_like(y)
     (_, grads32), (_, grads64) = stock(stock_fn, [x, wt, b], g, wrt=(1, 2))
-    dw, db = sim.conv5x5_tanh_pool_backward_weight(g, want_act, x, pad, *v)
+    dw, db = sim.conv5x5_act_pool_backward_weight(g, want_act, x, pad, *v)
     assert_matches_reference(dw, grads32[0], grads64[0], f"fused weight gradient{case}{v}")
     assert_matches_reference(db, grads32[1], grads64[1], f"fused bias gradient{case}{v}")
-    dpre = sim.tanh_pool_backward(g, want_act, *v)
-    want = O.tanh_pool_backward(g, want_act, *v)
+    dpre = sim.act_pool_backward(g, want_act, *v)
+    want = O.act_pool_backward(g, want_act, *v)
     assert torch.equal(dpre != 0, want != 0), f"{v}: the gradient went to other elements than the CPU's"
-    close(dpre, want, f"tanh_pool_backward{v} vs CPU")
+    close(dpre, want, f"act_pool_backward{v} vs CPU")
     xl, wl, bl = torch.randn(7, 40), torch.randn(9, 40) * 0.2, torch.randn(9)
-    close(sim.linear_tanh(xl, wl, bl, activation, SLOPE), O.linear_tanh(xl, wl, bl, activation, SLOPE), f"linear {v}")
+    close(sim.linear_act(xl, wl, bl, activation, SLOPE), O.linear_act(xl, wl, bl, activation, SLOPE), f"linear {v}")
     t = torch.linspace(-10, 10, 1001)
-    close(sim.tanh(t, activation, SLOPE), act_fn(t), f"activation {v}")
-    close(sim.tanh_backward(t, act_fn(t), activation, SLOPE), O.tanh_backward(t, act_fn(t), activation, SLOPE),
+    close(sim.act(t, activation, SLOPE), act_fn(t), f"activation {v}")
+    close(sim.act_backward(t, act_fn(t), activation, SLOPE), O.act_backward(t, act_fn(t), activation, SLOPE),
           f"activation backward {v}")
 
 
@@ -407,7 +407,7 @@ def test_kernels_really_ran_here(sim):
 
 CXX = shutil.which("g++") or shutil.which("c++")
 FLAGS = ["-std=c++20", "-O1", "-g", "-Wall", "-Wno-unknown-pragmas", "-DLENET_FAST_CUDASIM",
-         f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'csrc' / 'cuda'}"]
+         f"-I{ROOT / 'csrc'}"]
 SANITIZERS = {"plain": [], "asan": ["-fsanitize=address", "-fno-omit-frame-pointer"], "tsan": ["-fsanitize=thread"]}
 
 
@@ -423,7 +423,7 @@ def programs(tmp_path_factory):
             out = where / f"{name}-{sanitizer}"
             sources = [str(ROOT / "tests" / "cudasim" / f"{name}.cpp")]
             if name == "run_kernels":
-                sources = ["-x", "c++", *map(str, sorted((ROOT / "csrc" / "cuda").glob("*.cu"))), "-x", "none", *sources]
+                sources = ["-x", "c++", *map(str, sorted((ROOT / "csrc" / "kernels" / "cuda").glob("*.cu"))), "-x", "none", *sources]
             r = subprocess.run([CXX, *FLAGS, *SANITIZERS[sanitizer], *sources, "-o", str(out)], capture_output=True, text=True)
             assert r.returncode == 0, r.stderr[-4000:]
             built[key] = out

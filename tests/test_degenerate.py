@@ -23,7 +23,7 @@ def _params():
     return [p.detach() for p in lenet_fast.LeNet5().parameters()]
 
 
-def _pool_tanh(t):
+def _pool_act(t):
     return F.avg_pool2d(torch.tanh(t), 2)
 
 
@@ -49,12 +49,12 @@ CASES = {
     "conv5x5 no output channels": (
         lambda: (O.conv5x5, (_r(2, 2, 7, 7), _r(0, 2, 5, 5), _r(0), 1)),
         r"lenet_fast::conv5x5: expected at least one output channel"),
-    "conv5x5_tanh_pool no input channels": (
-        lambda: (O.conv5x5_tanh_pool, (_r(2, 0, 7, 7), _r(3, 0, 5, 5), _r(3), 1, True)),
-        lambda x, w, b, p, s: (_pool_tanh(b.view(1, 3, 1, 1).expand(2, 3, 5, 5)),
+    "conv5x5_act_pool no input channels": (
+        lambda: (O.conv5x5_act_pool, (_r(2, 0, 7, 7), _r(3, 0, 5, 5), _r(3), 1, True)),
+        lambda x, w, b, p, s: (_pool_act(b.view(1, 3, 1, 1).expand(2, 3, 5, 5)),
                                torch.tanh(b).view(1, 3, 1, 1).expand(2, 3, 5, 5))),
-    "conv5x5_tanh_pool empty batch": (
-        lambda: (O.conv5x5_tanh_pool, (_r(0, 2, 7, 7), _r(3, 2, 5, 5), _r(3), 1, True)),
+    "conv5x5_act_pool empty batch": (
+        lambda: (O.conv5x5_act_pool, (_r(0, 2, 7, 7), _r(3, 2, 5, 5), _r(3), 1, True)),
         lambda x, w, b, p, s: (torch.zeros(0, 3, 2, 2), torch.zeros(0, 3, 5, 5))),
     "conv5x5_backward_weight no input channels": (
         lambda: (O.conv5x5_backward_weight, (_r(2, 3, 1, 1), _r(2, 0, 5, 5), 0)),
@@ -65,11 +65,11 @@ CASES = {
     "conv5x5_backward_weight empty batch": (
         lambda: (O.conv5x5_backward_weight, (_r(0, 3, 1, 1), _r(0, 2, 5, 5), 0)),
         lambda g, x, p: (torch.zeros(3, 2, 5, 5), torch.zeros(3))),
-    "conv5x5_tanh_pool_backward_weight no input channels": (
-        lambda: (O.conv5x5_tanh_pool_backward_weight, (_r(2, 3, 1, 1), torch.tanh(_r(2, 3, 2, 2)), _r(2, 0, 6, 6), 0)),
-        lambda g, a, x, p: (torch.zeros(3, 0, 5, 5), O.tanh_pool_backward(g, a).sum((0, 2, 3)))),
-    "conv5x5_tanh_pool_backward_weight empty batch": (
-        lambda: (O.conv5x5_tanh_pool_backward_weight, (_r(0, 3, 1, 1), _r(0, 3, 2, 2), _r(0, 2, 6, 6), 0)),
+    "conv5x5_act_pool_backward_weight no input channels": (
+        lambda: (O.conv5x5_act_pool_backward_weight, (_r(2, 3, 1, 1), torch.tanh(_r(2, 3, 2, 2)), _r(2, 0, 6, 6), 0)),
+        lambda g, a, x, p: (torch.zeros(3, 0, 5, 5), O.act_pool_backward(g, a).sum((0, 2, 3)))),
+    "conv5x5_act_pool_backward_weight empty batch": (
+        lambda: (O.conv5x5_act_pool_backward_weight, (_r(0, 3, 1, 1), _r(0, 3, 2, 2), _r(0, 2, 6, 6), 0)),
         lambda g, a, x, p: (torch.zeros(3, 2, 5, 5), torch.zeros(3))),
     "conv5x5_backward_input no output channels": (
         lambda: (O.conv5x5_backward_input, (_r(2, 0, 5, 5), _r(0, 3, 5, 5), 0)),
@@ -83,14 +83,14 @@ CASES = {
     "linear no input features": (
         lambda: (O.linear, (_r(3, 0), _r(4, 0), _r(4))),
         lambda x, w, b: b.expand(3, 4)),
-    "linear_tanh no input features": (
-        lambda: (O.linear_tanh, (_r(2, 3, 0), _r(4, 0), _r(4))),
+    "linear_act no input features": (
+        lambda: (O.linear_act, (_r(2, 3, 0), _r(4, 0), _r(4))),
         lambda x, w, b: torch.tanh(b).expand(2, 3, 4)),
     "linear no output features": (
         lambda: (O.linear, (_r(3, 5), _r(0, 5), _r(0))),
         lambda x, w, b: torch.zeros(3, 0)),
     "linear empty batch": (
-        lambda: (O.linear_tanh, (_r(0, 5), _r(4, 5), _r(4))),
+        lambda: (O.linear_act, (_r(0, 5), _r(4, 5), _r(4))),
         lambda x, w, b: torch.zeros(0, 4)),
     "linear 1-D input": (
         lambda: (O.linear, (_r(5), _r(4, 5), _r(4))),
@@ -116,10 +116,10 @@ CASES = {
     "avg_pool2x2_backward no channels": (
         lambda: (O.avg_pool2x2_backward, (_r(2, 0, 2, 2), 4, 5)),
         lambda g, h, w: torch.zeros(2, 0, 4, 5)),
-    "tanh empty": (lambda: (O.tanh, (_r(0, 3),)), lambda x: torch.zeros(0, 3)),
-    "tanh_backward empty": (lambda: (O.tanh_backward, (_r(0, 3), _r(0, 3))), lambda g, y: torch.zeros(0, 3)),
-    "tanh_pool_backward no channels": (
-        lambda: (O.tanh_pool_backward, (_r(2, 0, 2, 2), _r(2, 0, 4, 4))),
+    "act empty": (lambda: (O.act, (_r(0, 3),)), lambda x: torch.zeros(0, 3)),
+    "act_backward empty": (lambda: (O.act_backward, (_r(0, 3), _r(0, 3))), lambda g, y: torch.zeros(0, 3)),
+    "act_pool_backward no channels": (
+        lambda: (O.act_pool_backward, (_r(2, 0, 2, 2), _r(2, 0, 4, 4))),
         lambda g, a: torch.zeros(2, 0, 4, 4)),
     "gather_normalize empty dataset": (
         lambda: (O.gather_normalize, (torch.zeros(0, 1, 28, 28, dtype=torch.uint8), torch.tensor([0]), 0.5, 0.5)),

@@ -23,13 +23,13 @@ def conv_args(device="cpu"):
         (lambda x, w, b: O.conv5x5(x, w[:, :, :3, :3], b, 0), r"expected a 5x5 kernel"),
         (lambda x, w, b: O.conv5x5(x, w, b[:3], 0), r"expected bias of shape \(16\), got \[3\]"),
         (lambda x, w, b: O.conv5x5(x, w, b, 5), r"expected padding in \[0, 4\] for a 5x5 kernel, got 5"),
-        (lambda x, w, b: O.conv5x5_tanh_pool(x[:, :, :5, :5], w, b, 0, False), r"lenet_fast::conv5x5_tanh_pool: expected a convolution output of at least 2x2"),
+        (lambda x, w, b: O.conv5x5_act_pool(x[:, :, :5, :5], w, b, 0, False), r"lenet_fast::conv5x5_act_pool: expected a convolution output of at least 2x2"),
         (lambda x, w, b: O.avg_pool2x2(x[:, :, :1]), r"lenet_fast::avg_pool2x2: expected H and W of at least 2"),
-        (lambda x, w, b: O.tanh(x.to(torch.int32)), r"lenet_fast::tanh: expected x to be float32, got Int"),
-        (lambda x, w, b: O.tanh_backward(x, x[:1]), r"lenet_fast::tanh_backward: expected grad and y to have the same shape"),
-        (lambda x, w, b: O.tanh_pool_backward(x, x), r"lenet_fast::tanh_pool_backward: expected grad of shape \[2, 6, 7, 7\]"),
+        (lambda x, w, b: O.act(x.to(torch.int32)), r"lenet_fast::act: expected x to be float32, got Int"),
+        (lambda x, w, b: O.act_backward(x, x[:1]), r"lenet_fast::act_backward: expected grad and y to have the same shape"),
+        (lambda x, w, b: O.act_pool_backward(x, x), r"lenet_fast::act_pool_backward: expected grad of shape \[2, 6, 7, 7\]"),
         (lambda x, w, b: O.linear(x.flatten(1), torch.randn(10, 5), torch.randn(10)), r"lenet_fast::linear: expected x's last dimension to have in_features = 5"),
-        (lambda x, w, b: O.linear_tanh(torch.randn(3, 5), torch.randn(10, 5), torch.randn(9)), r"lenet_fast::linear_tanh: expected bias of shape \(10\), got \[9\]"),
+        (lambda x, w, b: O.linear_act(torch.randn(3, 5), torch.randn(10, 5), torch.randn(9)), r"lenet_fast::linear_act: expected bias of shape \(10\), got \[9\]"),
         (lambda x, w, b: O.linear(torch.randn(3, 5), torch.randn(10, 5, 1), torch.randn(10)), r"expected weight to be 2-D"),
         (lambda x, w, b: O.conv5x5_backward_weight(torch.randn(2, 16, 9, 10), x, 0), r"expected grad of shape \[2, OC, 10, 10\]"),
     ],
@@ -74,7 +74,7 @@ def test_empty_batch(device):
     with torch.no_grad():
         assert m(x).shape == (0, 10)
     assert ops.avg_pool2x2(torch.randn(0, 3, 4, 4, device=device)).shape == (0, 3, 2, 2)
-    assert ops.linear_tanh(torch.randn(0, 7, device=device), torch.randn(3, 7, device=device), torch.randn(3, device=device)).shape == (0, 3)
+    assert ops.linear_act(torch.randn(0, 7, device=device), torch.randn(3, 7, device=device), torch.randn(3, device=device)).shape == (0, 3)
 
 
 def test_nan_and_inf_propagate_like_stock(device):
@@ -93,7 +93,7 @@ def test_nan_and_inf_propagate_like_stock(device):
         finite = ~torch.isnan(b)
         torch.testing.assert_close(a[finite], b[finite], rtol=1e-5, atol=1e-5)
     t = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0], device=device)
-    torch.testing.assert_close(ops.tanh(t), torch.tanh(t), equal_nan=True)
+    torch.testing.assert_close(ops.act(t), torch.tanh(t), equal_nan=True)
 
 
 @pytest.mark.cuda

@@ -46,14 +46,14 @@ def _linear_inputs(device):
 OPS = {
     "conv5x5": (lambda x, w, b: ops.conv5x5(x, w, b, 1), lambda x, w, b: F.conv2d(x, w, b, padding=1),
                 _conv_inputs, {"conv5x5_backward_input"}, {"conv5x5_backward_weight"}),
-    "conv5x5_tanh_pool": (lambda x, w, b: ops.conv5x5_tanh_pool(x, w, b, 1),
+    "conv5x5_act_pool": (lambda x, w, b: ops.conv5x5_act_pool(x, w, b, 1),
                           lambda x, w, b: F.avg_pool2d(torch.tanh(F.conv2d(x, w, b, padding=1)), 2),
                           _conv_inputs, {"conv5x5_backward_input"}, {"conv5x5_backward_weight"}),
-    "conv5x5_tanh_pool(save_act=False)": (lambda x, w, b: O.conv5x5_tanh_pool(x, w, b, 1, False)[0],
+    "conv5x5_act_pool(save_act=False)": (lambda x, w, b: O.conv5x5_act_pool(x, w, b, 1, False)[0],
                                           lambda x, w, b: F.avg_pool2d(torch.tanh(F.conv2d(x, w, b, padding=1)), 2),
                                           _conv_inputs, {"conv5x5_backward_input"}, {"conv5x5_backward_weight"}),
     "linear": (ops.linear, F.linear, _linear_inputs, {"linear_backward_input"}, {"linear_backward_weight"}),
-    "linear_tanh": (ops.linear_tanh, lambda *a: torch.tanh(F.linear(*a)), _linear_inputs,
+    "linear_act": (ops.linear_act, lambda *a: torch.tanh(F.linear(*a)), _linear_inputs,
                     {"linear_backward_input"}, {"linear_backward_weight"}),
 }
 
@@ -98,7 +98,7 @@ def test_triton_gradient_mixes(device, act, mask):
 def test_single_input_ops(device):
     x = torch.randn(3, 2, 7, 9, device=device)
     _check_mix(ops.avg_pool2x2, lambda t: F.avg_pool2d(t, 2), [x], (True,), "avg_pool2x2")
-    _check_mix(ops.tanh, torch.tanh, [x], (True,), "tanh")
+    _check_mix(ops.act, torch.tanh, [x], (True,), "tanh")
 
 
 PARAMS = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",
@@ -170,15 +170,15 @@ def _expected_backward_ops(mix, backend):
             "lenet5_backward": 1,
             "linear_backward_weight": per_layer * (some(9, 10) + some(7, 8) + some(5, 6)),
             "linear_backward_input": per_layer * ((d <= 8) + (d <= 6) + (d <= 4)),
-            "tanh_backward": per_layer * ((d <= 8) + (d <= 6)),
-            "tanh_pool_backward": per_layer * ((d <= 4) + x),
+            "act_backward": per_layer * ((d <= 8) + (d <= 6)),
+            "act_pool_backward": per_layer * ((d <= 4) + x),
             "conv5x5_backward_weight": per_layer * (some(3, 4) + (some(1, 2) and x)),
-            "conv5x5_tanh_pool_backward_weight": per_layer * (some(1, 2) and not x),  # conv1, no image gradient
+            "conv5x5_act_pool_backward_weight": per_layer * (some(1, 2) and not x),  # conv1, no image gradient
             "conv5x5_backward_input": per_layer * ((d <= 2) + x),
         }
-    return {  # per-layer autograd: Triton fc layers, conv5x5_tanh_pool ops
+    return {  # per-layer autograd: Triton fc layers, conv5x5_act_pool ops
         "triton_linear_backward": 1 + (d <= 8) + (d <= 6),
-        "tanh_pool_backward": (d <= 4) + (d <= 2),
+        "act_pool_backward": (d <= 4) + (d <= 2),
         "conv5x5_backward_weight": some(3, 4) + some(1, 2),
         "conv5x5_backward_input": (d <= 2) + x,
         "lenet5_backward": 0,

@@ -42,13 +42,13 @@ def test_conv5x5(device, cpu_isa, case, n):
 
 @pytest.mark.parametrize("case", [c for c in CONV_CASES if c[2] + 2 * c[4] >= 6], ids=str)
 @pytest.mark.parametrize("n", BATCHES)
-def test_conv5x5_tanh_pool(device, cpu_isa, case, n):
+def test_conv5x5_act_pool(device, cpu_isa, case, n):
     ic, oc, h, w, pad = case
     inputs = conv_inputs(n, ic, oc, h, w, device)
     compare_with_stock(
-        lambda x, wt, b: ops.conv5x5_tanh_pool(x, wt, b, pad),
+        lambda x, wt, b: ops.conv5x5_act_pool(x, wt, b, pad),
         lambda x, wt, b: F.avg_pool2d(torch.tanh(F.conv2d(x, wt, b, padding=pad)), 2),
-        inputs, f"conv5x5_tanh_pool{case}",
+        inputs, f"conv5x5_act_pool{case}",
     )
 
 
@@ -58,9 +58,9 @@ def test_conv_layouts(device, layout, case):
     ic, oc, h, w, pad = case
     inputs = conv_inputs(5, ic, oc, h, w, device, layout)
     compare_with_stock(
-        lambda x, wt, b: ops.conv5x5_tanh_pool(x, wt, b, pad),
+        lambda x, wt, b: ops.conv5x5_act_pool(x, wt, b, pad),
         lambda x, wt, b: F.avg_pool2d(torch.tanh(F.conv2d(x, wt, b, padding=pad)), 2),
-        inputs, f"conv5x5_tanh_pool{case} {layout}",
+        inputs, f"conv5x5_act_pool{case} {layout}",
     )
     compare_with_stock(
         lambda x, wt, b: ops.conv5x5(x, wt, b, pad),
@@ -75,9 +75,9 @@ def test_conv_large_batch(device, case):
     ic, oc, h, w, pad = case
     inputs = conv_inputs(1024, ic, oc, h, w, device)
     compare_with_stock(
-        lambda x, wt, b: ops.conv5x5_tanh_pool(x, wt, b, pad),
+        lambda x, wt, b: ops.conv5x5_act_pool(x, wt, b, pad),
         lambda x, wt, b: F.avg_pool2d(torch.tanh(F.conv2d(x, wt, b, padding=pad)), 2),
-        inputs, f"conv5x5_tanh_pool{case} N=1024",
+        inputs, f"conv5x5_act_pool{case} N=1024",
     )
 
 
@@ -88,23 +88,23 @@ def test_fused_saved_activation(device, case):
     if h + 2 * pad < 6 or w + 2 * pad < 6:
         pytest.skip("output too small to pool")
     x, wt, b = conv_inputs(3, ic, oc, h, w, device)
-    y, act = O.conv5x5_tanh_pool(x, wt, b, pad, True)
-    y2, empty = O.conv5x5_tanh_pool(x, wt, b, pad, False)
+    y, act = O.conv5x5_act_pool(x, wt, b, pad, True)
+    y2, empty = O.conv5x5_act_pool(x, wt, b, pad, False)
     torch.testing.assert_close(act, torch.tanh(F.conv2d(x, wt, b, padding=pad)), rtol=1e-5, atol=1e-5)
     assert torch.equal(y, y2) and empty.numel() == 0
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
 def test_fused_weight_gradient(device, cpu_isa, case):
-    """conv5x5_tanh_pool_backward_weight == conv5x5_backward_weight(tanh_pool_backward(...))."""
+    """conv5x5_act_pool_backward_weight == conv5x5_backward_weight(act_pool_backward(...))."""
     ic, oc, h, w, pad = case
     if h + 2 * pad < 6 or w + 2 * pad < 6:
         pytest.skip("output too small to pool")
     x, wt, b = conv_inputs(5, ic, oc, h, w, device)
-    _, act = O.conv5x5_tanh_pool(x, wt, b, pad, True)
+    _, act = O.conv5x5_act_pool(x, wt, b, pad, True)
     g = torch.randn(5, oc, act.shape[2] // 2, act.shape[3] // 2, device=device)
-    ref = O.conv5x5_backward_weight(O.tanh_pool_backward(g, act), x, pad)
-    fused = O.conv5x5_tanh_pool_backward_weight(g, act, x, pad)
+    ref = O.conv5x5_backward_weight(O.act_pool_backward(g, act), x, pad)
+    fused = O.conv5x5_act_pool_backward_weight(g, act, x, pad)
     for a, r in zip(fused, ref):
         torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
 
@@ -113,9 +113,9 @@ def test_fused_backward_without_saved_activation(device):
     """Called directly with save_act=False, backward recomputes the activation."""
     x, wt, b = conv_inputs(4, 6, 16, 14, 14, device)
     compare_with_stock(
-        lambda x, wt, b: O.conv5x5_tanh_pool(x, wt, b, 0, False)[0],
+        lambda x, wt, b: O.conv5x5_act_pool(x, wt, b, 0, False)[0],
         lambda x, wt, b: F.avg_pool2d(torch.tanh(F.conv2d(x, wt, b)), 2),
-        [x, wt, b], "conv5x5_tanh_pool(save_act=False)",
+        [x, wt, b], "conv5x5_act_pool(save_act=False)",
     )
 
 
@@ -130,11 +130,11 @@ def test_avg_pool2x2(device, cpu_isa, shape, layout):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_tanh(device, cpu_isa, shape, layout):
     x = make_layout(torch.randn(shape, device=device) * 4, layout)
-    compare_with_stock(ops.tanh, torch.tanh, [x], f"tanh{shape}")
+    compare_with_stock(ops.act, torch.tanh, [x], f"tanh{shape}")
 
 
 def test_tanh_full_range(device, cpu_isa):
-    """The rational tanh of csrc/kernel_math.h over its whole range and past its clamp, against
+    """The rational tanh of csrc/kernels/kernel_math.h over its whole range and past its clamp, against
     float64: within 3.5 eps |tanh(x)| (its documented bound), every float32 in [4, 9.2) included
     (where the error is largest, tanh being nearly 1), and exact where float32 tanh is (-0, tiny
     values, +-1 beyond the clamp, infinities, NaN)."""
@@ -142,11 +142,11 @@ def test_tanh_full_range(device, cpu_isa):
     as_int = lambda v: torch.tensor(v).view(torch.int32).item()  # noqa: E731
     every = torch.arange(as_int(4.0), as_int(9.2), dtype=torch.int32).view(torch.float32)
     x = torch.cat([torch.linspace(-12, 12, 100001), every, -every[::7], torch.tensor(special)]).to(device)
-    ours = ops.tanh(x).double()
+    ours = ops.act(x).double()
     ref = torch.tanh(x.double())
     ulp = torch.finfo(torch.float32).eps * ref.abs().clamp_min(torch.finfo(torch.float32).tiny)
     assert ((ours - ref).abs() / ulp).max().item() <= 3.5
-    edge = ops.tanh(torch.tensor([-0.0, 1e-30, 9.2, -20.0, float("inf"), -float("inf"), float("nan")], device=device))
+    edge = ops.act(torch.tensor([-0.0, 1e-30, 9.2, -20.0, float("inf"), -float("inf"), float("nan")], device=device))
     assert torch.equal(edge[:6].cpu(), torch.tensor([-0.0, 1e-30, 1.0, -1.0, 1.0, -1.0]))
     assert torch.signbit(edge[0]) and torch.isnan(edge[6])
 
@@ -163,7 +163,7 @@ def test_linear(device, cpu_isa, case, act):
     w = torch.randn(j, k, device=device) / k**0.5
     b = torch.randn(j, device=device) * 0.1
     if act == "tanh":
-        compare_with_stock(ops.linear_tanh, lambda *a: torch.tanh(F.linear(*a)), [x, w, b], f"linear_tanh{case}")
+        compare_with_stock(ops.linear_act, lambda *a: torch.tanh(F.linear(*a)), [x, w, b], f"linear_act{case}")
     else:
         compare_with_stock(ops.linear, F.linear, [x, w, b], f"linear{case}")
 
@@ -173,7 +173,7 @@ def test_linear_layouts_and_leading_dims(device, layout):
     x = make_layout(torch.randn(6, 400, device=device), layout)
     w = make_layout(torch.randn(120, 400, device=device) / 20, layout)
     b = torch.randn(120, device=device)
-    compare_with_stock(ops.linear_tanh, lambda *a: torch.tanh(F.linear(*a)), [x, w, b], f"linear_tanh {layout}")
+    compare_with_stock(ops.linear_act, lambda *a: torch.tanh(F.linear(*a)), [x, w, b], f"linear_act {layout}")
     x3 = torch.randn(2, 3, 84, device=device)
     w3, b3 = torch.randn(10, 84, device=device) / 9, torch.randn(10, device=device)
     compare_with_stock(ops.linear, F.linear, [x3, w3, b3], "linear 3-D input")
@@ -183,7 +183,7 @@ def test_linear_layouts_and_leading_dims(device, layout):
 def test_linear_large_batch(device):
     x = torch.randn(4096, 400, device=device)
     w, b = torch.randn(120, 400, device=device) / 20, torch.randn(120, device=device)
-    compare_with_stock(ops.linear_tanh, lambda *a: torch.tanh(F.linear(*a)), [x, w, b], "linear_tanh N=4096")
+    compare_with_stock(ops.linear_act, lambda *a: torch.tanh(F.linear(*a)), [x, w, b], "linear_act N=4096")
 
 
 def test_c5_is_fc1_on_32x32(device):

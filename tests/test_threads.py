@@ -21,7 +21,7 @@ def _everything():
         out.append(model(torch.randn(1024, 1, 28, 28)))
     g, a = torch.randn(257, 6, 14, 14), torch.tanh(torch.randn(257, 6, 28, 28))
     xi = torch.randn(257, 1, 28, 28)
-    out += O.conv5x5_tanh_pool_backward_weight(g, a, xi, 2)
+    out += O.conv5x5_act_pool_backward_weight(g, a, xi, 2)
     out += O.conv5x5_backward_weight(torch.randn(257, 16, 10, 10), torch.randn(257, 6, 14, 14), 0)
     out += O.linear_backward_weight(torch.randn(1000, 120), torch.randn(1000, 400))
     out.append(O.conv5x5_backward_input(torch.randn(257, 16, 10, 10), torch.randn(16, 6, 5, 5), 0))

@@ -25,7 +25,7 @@ def test_triton_linear(device, case, act):
     w = torch.randn(n, k, device=device) / k**0.5
     b = torch.randn(n, device=device) * 0.1
     if act == "tanh":
-        compare_with_stock(lambda *a: T.triton_linear(*a, True), lambda *a: torch.tanh(F.linear(*a)), [x, w, b], f"triton linear_tanh{case}")
+        compare_with_stock(lambda *a: T.triton_linear(*a, True), lambda *a: torch.tanh(F.linear(*a)), [x, w, b], f"triton linear_act{case}")
     else:
         compare_with_stock(lambda *a: T.triton_linear(*a, False), F.linear, [x, w, b], f"triton linear{case}")
 

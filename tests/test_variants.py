@@ -33,12 +33,12 @@ def test_conv_act_pool(device, activation, pooling, layout, shape, padding):
     act, pool = stock_act(activation), pooling_module(pooling)
 
     def ours(x, w, b):
-        return O.conv5x5_tanh_pool(x, w, b, padding, True, activation, pooling, SLOPE)[0]
+        return O.conv5x5_act_pool(x, w, b, padding, True, activation, pooling, SLOPE)[0]
 
     def stock(x, w, b):
         return pool(act(F.conv2d(x, w, b, padding=padding)))
 
-    compare_with_stock(ours, stock, [x, w, b], f"conv5x5_tanh_pool[{activation}, {pooling}]")
+    compare_with_stock(ours, stock, [x, w, b], f"conv5x5_act_pool[{activation}, {pooling}]")
 
 
 @pytest.mark.parametrize("activation,pooling", VARIANTS)
@@ -48,7 +48,7 @@ def test_conv_act_pool_recomputes_without_saved_activation(activation, pooling):
     torch.manual_seed(1)
     x, w, b = torch.randn(2, 1, 12, 12), torch.randn(4, 1, 5, 5), torch.randn(4)
     act, pool = stock_act(activation), pooling_module(pooling)
-    compare_with_stock(lambda x, w, b: O.conv5x5_tanh_pool(x, w, b, 0, False, activation, pooling, SLOPE)[0],
+    compare_with_stock(lambda x, w, b: O.conv5x5_act_pool(x, w, b, 0, False, activation, pooling, SLOPE)[0],
                        lambda x, w, b: pool(act(F.conv2d(x, w, b))), [x, w, b], f"recompute[{activation}, {pooling}]")
 
 
@@ -57,34 +57,34 @@ def test_linear_act(device, activation):
     torch.manual_seed(2)
     x, w, b = torch.randn(7, 30, device=device), torch.randn(11, 30, device=device) * 0.3, torch.randn(11, device=device)
     act = stock_act(activation)
-    compare_with_stock(lambda x, w, b: O.linear_tanh(x, w, b, activation, SLOPE),
-                       lambda x, w, b: act(F.linear(x, w, b)), [x, w, b], f"linear_tanh[{activation}]")
+    compare_with_stock(lambda x, w, b: O.linear_act(x, w, b, activation, SLOPE),
+                       lambda x, w, b: act(F.linear(x, w, b)), [x, w, b], f"linear_act[{activation}]")
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_elementwise_act(device, activation):
     x = torch.linspace(-12, 12, 4001, device=device).reshape(1, 4001)
     x[0, :3] = torch.tensor([0.0, -0.0, 1e-30])
-    compare_with_stock(lambda x: O.tanh(x, activation, SLOPE), stock_act(activation), [x], f"tanh op [{activation}]")
+    compare_with_stock(lambda x: O.act(x, activation, SLOPE), stock_act(activation), [x], f"tanh op [{activation}]")
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_act_special_values(device, activation):
     x = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 100.0, -100.0], device=device)
-    ours, stock = O.tanh(x, activation, SLOPE), stock_act(activation)(x)
+    ours, stock = O.act(x, activation, SLOPE), stock_act(activation)(x)
     torch.testing.assert_close(ours, stock, equal_nan=True, atol=1e-7, rtol=0)
 
 
 @pytest.mark.parametrize("activation,pooling", VARIANTS)
 def test_act_pool_backward_op(device, activation, pooling):
-    """tanh_pool_backward (and the fused weight gradient) with the variant, odd extents included."""
+    """act_pool_backward (and the fused weight gradient) with the variant, odd extents included."""
     torch.manual_seed(3)
     pre = torch.randn(2, 3, 9, 7, device=device)
     act = stock_act(activation)(pre)
     g = torch.randn(2, 3, 4, 3, device=device)
     pre_leaf = pre.clone().requires_grad_(True)
     pooling_module(pooling)(stock_act(activation)(pre_leaf)).backward(g)
-    ours = O.tanh_pool_backward(g, act, activation, pooling, SLOPE)
+    ours = O.act_pool_backward(g, act, activation, pooling, SLOPE)
     torch.testing.assert_close(ours, pre_leaf.grad, rtol=1e-6, atol=1e-7)
 
 
@@ -104,7 +104,7 @@ def test_max_pool_ties_go_where_stock_sends_them(device, activation):
     x, w, b = _tied_windows(device)
     g = torch.randn(2, 2, 4, 4, device=device)
     ours_in = [t.clone().requires_grad_(True) for t in (x, w, b)]
-    y, _ = O.conv5x5_tanh_pool(*ours_in, 0, True, activation, "max", SLOPE)
+    y, _ = O.conv5x5_act_pool(*ours_in, 0, True, activation, "max", SLOPE)
     y.backward(g)
     stock_in = [t.clone().requires_grad_(True) for t in (x, w, b)]
     act = stock_act(activation)
@@ -114,7 +114,7 @@ def test_max_pool_ties_go_where_stock_sends_them(device, activation):
         torch.testing.assert_close(a.grad, s.grad, rtol=1e-5, atol=1e-5, msg=lambda m: f"input {i}: {m}")
     # the routing itself, per element: which pixels got a gradient
     act_out = act(F.conv2d(x, w, b))
-    dpre = O.tanh_pool_backward(g, act_out, activation, "max", SLOPE)
+    dpre = O.act_pool_backward(g, act_out, activation, "max", SLOPE)
     pre = F.conv2d(x, w, b).requires_grad_(True)
     F.max_pool2d(act(pre), 2).backward(g)
     assert torch.equal(dpre != 0, pre.grad != 0)
@@ -127,8 +127,8 @@ def test_max_pool_nan_is_taken_as_stock_takes_it(device):
     leaf = pre.clone().requires_grad_(True)
     stock_y = F.max_pool2d(torch.tanh(leaf), 2)
     stock_y.backward(g)
-    ours_y = O.tanh(pre)
-    d = O.tanh_pool_backward(g, ours_y, "tanh", "max", SLOPE)
+    ours_y = O.act(pre)
+    d = O.act_pool_backward(g, ours_y, "tanh", "max", SLOPE)
     assert torch.isnan(stock_y[0, 0, 0, 0])
     assert torch.equal(torch.isnan(d), torch.isnan(leaf.grad))
     torch.testing.assert_close(d, leaf.grad, equal_nan=True)
@@ -178,10 +178,10 @@ def test_model_rejects_unknown_variants(bad, match):
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda x: O.tanh(x, "swish"), r"lenet_fast::tanh: expected activation to be one of tanh, relu, leaky_relu, sigmoid, got 'swish'"),
-    (lambda x: O.tanh_pool_backward(x[..., ::2, ::2], x, "tanh", "min"), r"lenet_fast::tanh_pool_backward: expected pooling to be avg or max, got 'min'"),
-    (lambda x: O.linear_tanh(x.flatten(1), torch.ones(3, 16), torch.ones(3), "leaky_relu", -1.0),
-     r"lenet_fast::linear_tanh: expected a finite negative_slope >= 0"),
+    (lambda x: O.act(x, "swish"), r"lenet_fast::act: expected activation to be one of tanh, relu, leaky_relu, sigmoid, got 'swish'"),
+    (lambda x: O.act_pool_backward(x[..., ::2, ::2], x, "tanh", "min"), r"lenet_fast::act_pool_backward: expected pooling to be avg or max, got 'min'"),
+    (lambda x: O.linear_act(x.flatten(1), torch.ones(3, 16), torch.ones(3), "leaky_relu", -1.0),
+     r"lenet_fast::linear_act: expected a finite negative_slope >= 0"),
 ])
 def test_ops_name_bad_variants(call, match):
     with pytest.raises(RuntimeError, match=match):

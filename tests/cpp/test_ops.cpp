@@ -37,16 +37,16 @@ int main() {
   // The ops that take the network's variant: trailing (activation, pooling, negative_slope), strings
   // as c10::string_view from C++.
   using S = c10::string_view;
-  const auto fused = op("lenet_fast::conv5x5_tanh_pool").typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, bool, S, S, double)>();
+  const auto fused = op("lenet_fast::conv5x5_act_pool").typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, bool, S, S, double)>();
   const auto p1 = torch::avg_pool2d(torch::tanh(torch::conv2d(x, w1, b1, 1, 2)), 2);
-  expect_close("conv5x5_tanh_pool", std::get<0>(fused.call(x, w1, b1, 2, false, "tanh", "avg", 0.01)), p1);
-  expect_close("conv5x5_tanh_pool relu + max", std::get<0>(fused.call(x, w1, b1, 2, false, "relu", "max", 0.01)),
+  expect_close("conv5x5_act_pool", std::get<0>(fused.call(x, w1, b1, 2, false, "tanh", "avg", 0.01)), p1);
+  expect_close("conv5x5_act_pool relu + max", std::get<0>(fused.call(x, w1, b1, 2, false, "relu", "max", 0.01)),
                torch::max_pool2d(torch::relu(torch::conv2d(x, w1, b1, 1, 2)), 2));
 
-  const auto lin = op("lenet_fast::linear_tanh").typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, S, double)>();
+  const auto lin = op("lenet_fast::linear_act").typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, S, double)>();
   const auto h = torch::randn({5, 400});
-  expect_close("linear_tanh", lin.call(h, f1, g1, "tanh", 0.01), torch::tanh(torch::linear(h, f1, g1)));
-  expect_close("linear_tanh as leaky_relu", lin.call(h, f1, g1, "leaky_relu", 0.2),
+  expect_close("linear_act", lin.call(h, f1, g1, "tanh", 0.01), torch::tanh(torch::linear(h, f1, g1)));
+  expect_close("linear_act as leaky_relu", lin.call(h, f1, g1, "leaky_relu", 0.2),
                torch::leaky_relu(torch::linear(h, f1, g1), 0.2));
 
   auto net = op("lenet_fast::lenet5_forward").typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, double, double, S, S, double)>();

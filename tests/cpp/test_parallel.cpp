@@ -1,4 +1,4 @@
-// Tests of csrc/cpu/parallel.h, the CPU ops' job runner: every job runs exactly once, on one or more
+// Tests of csrc/ops/cpu/parallel.h, the CPU ops' job runner: every job runs exactly once, on one or more
 // threads; and after two regions in a row in which the calling thread mostly waited for another
 // (what a machine busy with other processes does to a region), the next regions run on the calling
 // thread alone, until kSoloNs has passed. The waiting is made here by a job that sleeps on a worker
@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "cpu/parallel.h"
+#include "ops/cpu/parallel.h"
 
 namespace {
 

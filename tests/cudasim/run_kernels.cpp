@@ -4,7 +4,7 @@
 // or a race on shared memory in a project kernel is reported at its source line. Inputs are
 // random; every output starts as NaN (cudaMalloc here fills 0xFF) and must come out finite.
 //
-//   g++ -std=c++20 -DLENET_FAST_CUDASIM -Icsrc -Icsrc/cuda -x c++ csrc/cuda/*.cu -x none
+//   g++ -std=c++20 -DLENET_FAST_CUDASIM -Icsrc -x c++ csrc/kernels/cuda/*.cu -x none
 //       tests/cudasim/run_kernels.cpp -fsanitize=thread -o run_kernels && ./run_kernels
 #include <cmath>
 #include <cstdio>
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "launchers.h"
+#include "kernels/cuda/launchers.h"
 
 using namespace lenet_fast::cuda;
 using lenet_fast::Act;

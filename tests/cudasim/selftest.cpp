@@ -1,7 +1,7 @@
-// The CPU harness for CUDA kernels (csrc/cuda/sim/) tested on small kernels of its own, with the
+// The CPU harness for CUDA kernels (csrc/cudasim/) tested on small kernels of its own, with the
 // bugs it exists to catch planted on purpose. Built and run by tests/test_cudasim.py:
 //
-//   g++ -std=c++20 -DLENET_FAST_CUDASIM -Icsrc/cuda tests/cudasim/selftest.cpp -o selftest [-fsanitize=...]
+//   g++ -std=c++20 -DLENET_FAST_CUDASIM -Icsrc tests/cudasim/selftest.cpp -o selftest [-fsanitize=...]
 //   ./selftest CASE        (LENET_FAST_CUDASIM_ORDER / _MODE pick the thread order and fibers or threads)
 //
 // Each case prints what it saw; exit 0 means the harness behaved as CUDA would (a correct kernel
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "device.h"
+#include "kernels/cuda/device.h"
 
 namespace {
 

@@ -1,0 +1,237 @@
+// CPU convolution backward: the weight gradient (with the fused op's pool + activation backward
+// done as each row is staged) and the input gradient.
+// Part of the CPU kernels compiled once per ISA: include kernels_impl.h, not this file.
+#pragma once
+
+#include "kernel_common.h"
+#include "pool_act.h"  // pool_backward_row
+
+namespace lenet_fast {
+namespace cpu {
+namespace {
+
+// ------------------------------------------------------------------------------------------------
+// Convolution weight gradient
+
+// The gradient at conv output row (oc, yy) of image n, out[0 .. Wo): read as is, or, for the
+// fused op, taken back through the 2x2 pool and the activation from the pooled gradient and the
+// saved activation. Row at a time, so the index arithmetic is paid once per row rather than per
+// pixel (per pixel, it cost more than the weight-gradient products themselves for conv1).
+template <Act A, Pool PL>
+LF_INLINE void conv_out_grad_row(const ConvWeightGradArgs& a, int64_t n, int64_t oc, int64_t yy,
+                                 float* out) {
+  if (!a.act) {
+    const float* g = a.grad + ((n * a.OC + oc) * a.Ho + yy) * a.Wo;
+    for (int64_t xx = 0; xx < a.Wo; ++xx) out[xx] = g[xx];
+    return;
+  }
+  const int64_t Hq = a.Ho / 2, Wq = a.Wo / 2;
+  if (yy >= 2 * Hq) {  // a dropped odd last row
+    for (int64_t xx = 0; xx < a.Wo; ++xx) out[xx] = 0.0f;
+    return;
+  }
+  const float* act = a.act + ((n * a.OC + oc) * a.Ho + yy) * a.Wo;
+  const bool bottom = yy % 2;
+  pool_backward_row<A, PL>(a.grad + ((n * a.OC + oc) * Hq + yy / 2) * Wq, act, bottom ? act - a.Wo : act + a.Wo,
+                           bottom, out, a.Wo, a.v.slope);
+}
+
+template <int NV, int KB, Act A, Pool PL>
+void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
+                         float* db, float* scratch) {
+  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, K = a.IC * kTaps;
+  float* gt = scratch + (a.pad ? a.IC * Hp * Wp : 0);  // (P, OCP): pixel-major, channels in lanes
+  float* row = gt + P * a.OCP;                          // (Wo): one output row's gradient
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* xp = padded_image(a.x + n * a.IC * a.H * a.W, a.IC, a.H, a.W, a.pad, scratch);
+    for (int64_t oc = 0; oc < a.OCP; ++oc) {
+      for (int64_t yy = 0; yy < a.Ho; ++yy) {
+        float* col = gt + yy * a.Wo * a.OCP + oc;
+        if (oc < a.OC) {
+          conv_out_grad_row<A, PL>(a, n, oc, yy, row);
+          for (int64_t xx = 0; xx < a.Wo; ++xx) col[xx * a.OCP] = row[xx];
+        } else {
+          for (int64_t xx = 0; xx < a.Wo; ++xx) col[xx * a.OCP] = 0.0f;
+        }
+      }
+    }
+    for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8) {
+      v8f s = v8f{};
+      for (int64_t p = 0; p < P; ++p) s += load8(gt + p * a.OCP + oc0);
+      store8(db + oc0, load8(db + oc0) + s);
+    }
+    for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8 * NV) {
+      for (int64_t k0 = 0; k0 < K; k0 += KB) {
+        int32_t tap[KB];
+        LF_UNROLL for (int i = 0; i < KB; ++i) tap[i] = a.taps[min64(k0 + i, K - 1)];
+        v8f acc[KB][NV];
+        LF_UNROLL for (int i = 0; i < KB; ++i) {
+          LF_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = v8f{};
+        }
+        for (int64_t yy = 0; yy < a.Ho; ++yy) {
+          const float* row = xp + yy * Wp;
+          const float* grow = gt + yy * a.Wo * a.OCP + oc0;
+          for (int64_t xx = 0; xx < a.Wo; ++xx) {
+            v8f gv[NV];
+            LF_UNROLL for (int v = 0; v < NV; ++v) gv[v] = load8(grow + xx * a.OCP + 8 * v);
+            LF_UNROLL for (int i = 0; i < KB; ++i) {
+              const v8f xv = splat8(row[tap[i] + xx]);
+              LF_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] += xv * gv[v];
+            }
+          }
+        }
+        for (int i = 0; i < KB && k0 + i < K; ++i) {
+          LF_UNROLL for (int v = 0; v < NV; ++v) {
+            float* d = dwt + (k0 + i) * a.OCP + oc0 + 8 * v;
+            store8(d, load8(d) + acc[i][v]);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Weight gradient for few output channels (conv1), pixels in the lanes: with the output gradient
+// laid out on the padded image's row stride (zeros in the extra columns), each weight's gradient
+// is one long contiguous dot product, dW[oc][k] = sum_q g[oc][q] x[q + tap k]. A tile is OCB
+// channels x KB taps: KB + OCB loads for OCB*KB FMAs, and a horizontal sum per weight at the end.
+template <int OCB, int KB, Act A, Pool PL>
+void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
+                                  float* db, float* scratch) {
+  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, K = a.IC * kTaps;
+  const int64_t Q = (a.Ho * Wp + 7) / 8 * 8;
+  float* xbuf = scratch;                        // padded image + slack
+  float* gw = scratch + a.IC * Hp * Wp + kSlack;  // (OC, Q)
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* xp = padded_image_copy(a.x + n * a.IC * a.H * a.W, a.IC, a.H, a.W, a.pad, xbuf);
+    for (int64_t oc = 0; oc < a.OC; ++oc) {
+      float* row = gw + oc * Q;
+      for (int64_t yy = 0; yy < a.Ho; ++yy) {
+        float* r = row + yy * Wp;
+        conv_out_grad_row<A, PL>(a, n, oc, yy, r);
+        for (int64_t xx = a.Wo; xx < Wp; ++xx) r[xx] = 0.0f;
+      }
+      for (int64_t q = a.Ho * Wp; q < Q; ++q) row[q] = 0.0f;
+      // The bias gradient in 8 lanes, then across them: one add per 8 values, not a serial chain
+      // of scalar adds (which cost more than all of this kernel's multiply-adds).
+      v8f sum = v8f{};
+      for (int64_t q = 0; q < Q; q += 8) sum += load8(row + q);
+      db[oc] += hsum8(sum);
+    }
+    for (int64_t oc0 = 0; oc0 < a.OC; oc0 += OCB) {
+      const float* gc[OCB];
+      LF_UNROLL for (int c = 0; c < OCB; ++c) gc[c] = gw + min64(oc0 + c, a.OC - 1) * Q;
+      for (int64_t k0 = 0; k0 < K; k0 += KB) {
+        const float* xk[KB];
+        LF_UNROLL for (int i = 0; i < KB; ++i) xk[i] = xp + a.taps[min64(k0 + i, K - 1)];
+        v8f acc[OCB][KB];
+        LF_UNROLL for (int c = 0; c < OCB; ++c) {
+          LF_UNROLL for (int i = 0; i < KB; ++i) acc[c][i] = v8f{};
+        }
+        for (int64_t q = 0; q < Q; q += 8) {
+          v8f xv[KB];
+          LF_UNROLL for (int i = 0; i < KB; ++i) xv[i] = load8(xk[i] + q);
+          LF_UNROLL for (int c = 0; c < OCB; ++c) {
+            const v8f gv = load8(gc[c] + q);
+            LF_UNROLL for (int i = 0; i < KB; ++i) acc[c][i] += gv * xv[i];
+          }
+        }
+        for (int c = 0; c < OCB && oc0 + c < a.OC; ++c)
+          for (int i = 0; i < KB && k0 + i < K; ++i) dwt[(k0 + i) * a.OCP + oc0 + c] += hsum8(acc[c][i]);
+      }
+    }
+  }
+}
+
+void conv_weight_grad(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt, float* db,
+                      float* scratch) {
+  const auto run = [&](auto act, auto pool) {
+    if (conv_pixel_lanes(a.OC))
+      conv_weight_grad_pixel_lanes<kPixelLaneChannelBlock, 2, decltype(act)::value, decltype(pool)::value>(a, n0, n1, dwt, db, scratch);
+    else
+      conv_weight_grad_nv<2, 4, decltype(act)::value, decltype(pool)::value>(a, n0, n1, dwt, db, scratch);
+  };
+  if (a.act)
+    with_variant(a.v, run);
+  else  // the gradient at the convolution's output: no activation or pooling to go back through
+    run(ActC<Act::kNone>{}, PoolC<Pool::kAvg>{});
+}
+
+// ------------------------------------------------------------------------------------------------
+// Convolution input gradient
+
+// T[k0 + r][p0 .. p0 + 16) = sum_oc W[oc][k0 + r] gp[oc][p0 ..], for KR taps at once.
+template <int KR>
+LF_INLINE void tap_pixel_tile(const float* w, const float* gp, float* t, int64_t OC, int64_t K,
+                              int64_t PP, int64_t k0, int64_t p0) {
+  int64_t kk[KR];
+  LF_UNROLL for (int r = 0; r < KR; ++r) kk[r] = min64(k0 + r, K - 1);
+  v8f acc[KR][2];
+  LF_UNROLL for (int r = 0; r < KR; ++r) acc[r][0] = acc[r][1] = v8f{};
+  for (int64_t oc = 0; oc < OC; ++oc) {
+    const v8f g0 = load8(gp + oc * PP + p0), g1 = load8(gp + oc * PP + p0 + 8);
+    LF_UNROLL for (int r = 0; r < KR; ++r) {
+      const v8f wb = splat8(w[oc * K + kk[r]]);
+      acc[r][0] += wb * g0;
+      acc[r][1] += wb * g1;
+    }
+  }
+  for (int r = 0; r < KR && k0 + r < K; ++r) {
+    store8(t + (k0 + r) * PP + p0, acc[r][0]);
+    store8(t + (k0 + r) * PP + p0 + 8, acc[r][1]);
+  }
+}
+
+void conv_input_grad(const ConvInputGradArgs& a, int64_t n0, int64_t n1, float* scratch) {
+  constexpr int KR = 4;  // 4 taps x 16 pixels: 8 accumulators
+  const int64_t P = a.Ho * a.Wo, PP = (P + 15) / 16 * 16, K = a.IC * kTaps;
+  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, NV8 = (Wp + 7) / 8 * 8;
+  float* gp = scratch;        // (OC, PP): grad with zeroed pixel tails, so tiles need no masks
+  float* t = gp + a.OC * PP;  // (K, PP)
+  int32_t* mask = reinterpret_cast<int32_t*>(t + K * PP);  // (5, NV8)
+  float* dxp = t + K * PP + kKernel * NV8;                  // (IC, Hp, Wp) + 8: padded input grad
+  // Lane c of a padded-input row takes tap column kw from output column c - kw, if that exists.
+  for (int64_t kw = 0; kw < kKernel; ++kw)
+    for (int64_t c = 0; c < NV8; ++c) mask[kw * NV8 + c] = (c >= kw && c - kw < a.Wo) ? -1 : 0;
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* g = a.grad + n * a.OC * P;
+    for (int64_t oc = 0; oc < a.OC; ++oc)
+      for (int64_t p = 0; p < PP; ++p) gp[oc * PP + p] = p < P ? g[oc * P + p] : 0.0f;
+    for (int64_t k0 = 0; k0 < K; k0 += KR)
+      for (int64_t p0 = 0; p0 < PP; p0 += 16) tap_pixel_tile<KR>(a.w, gp, t, a.OC, K, PP, k0, p0);
+    // col2im as a gather: padded-input row r of plane ic sums, over taps (kh, kw), the tap's
+    // output row r - kh shifted right by kw. Eight columns at a time in a register, each load
+    // masked to the tap's Wo real columns (the rest of a load belongs to a neighbouring row or
+    // tap, or to the buffers around t, and is never used). Taps are added in the order
+    // (kh, kw), with exact zeros where a tap does not reach, so every sum is the scatter's.
+    for (int64_t ic = 0; ic < a.IC; ++ic) {
+      for (int64_t r = 0; r < Hp; ++r) {
+        float* drow = dxp + (ic * Hp + r) * Wp;
+        for (int64_t c0 = 0; c0 < NV8; c0 += 8) {
+          v8f acc = v8f{};
+          for (int64_t kh = 0; kh < kKernel; ++kh) {
+            const int64_t yy = r - kh;
+            if (yy < 0 || yy >= a.Ho) continue;
+            const float* trow = t + (ic * kTaps + kh * kKernel) * PP + yy * a.Wo + c0;
+            LF_UNROLL for (int kw = 0; kw < kKernel; ++kw) {
+              v8i m;
+              __builtin_memcpy(&m, mask + kw * NV8 + c0, sizeof m);  // scratch: 16-byte aligned
+              const v8i v = __builtin_bit_cast(v8i, load8(trow + kw * PP - kw));
+              acc += __builtin_bit_cast(v8f, v & m);
+            }
+          }
+          store8(drow + c0, acc);  // may run past the row: the next row's stores overwrite it
+        }
+      }
+    }
+    float* out = a.dx + n * a.IC * a.H * a.W;  // crop the padding the forward added
+    for (int64_t ic = 0; ic < a.IC; ++ic)
+      for (int64_t yy = 0; yy < a.H; ++yy)
+        for (int64_t xx = 0; xx < a.W; ++xx)
+          out[(ic * a.H + yy) * a.W + xx] = dxp[(ic * Hp + yy + a.pad) * Wp + xx + a.pad];
+  }
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace lenet_fast

@@ -1,0 +1,274 @@
+// CPU convolution forward: the plain 5x5 convolution and the fused conv + bias + activation + 2x2 pool.
+// Part of the CPU kernels compiled once per ISA: include kernels_impl.h, not this file.
+#pragma once
+
+#include "kernel_common.h"
+
+namespace lenet_fast {
+namespace cpu {
+namespace {
+
+// ------------------------------------------------------------------------------------------------
+// Convolution forward
+
+// The zero-padded copy of one image, (IC, H, W) -> (IC, H + 2 pad, W + 2 pad), built in scratch;
+// with no padding the image itself is used.
+LF_INLINE const float* padded_image(const float* img, int64_t IC, int64_t H, int64_t W,
+                                    int64_t pad, float* scratch) {
+  if (pad == 0) return img;
+  const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad;
+  for (int64_t c = 0; c < IC; ++c) {
+    float* dst = scratch + c * Hp * Wp;
+    for (int64_t i = 0; i < pad * Wp; ++i) dst[i] = 0.0f;
+    for (int64_t yy = 0; yy < H; ++yy) {
+      float* row = dst + (yy + pad) * Wp;
+      const float* src = img + (c * H + yy) * W;
+      for (int64_t xx = 0; xx < pad; ++xx) row[xx] = 0.0f;
+      for (int64_t xx = 0; xx < W; ++xx) row[pad + xx] = src[xx];
+      for (int64_t xx = pad + W; xx < Wp; ++xx) row[xx] = 0.0f;
+    }
+    for (int64_t i = (pad + H) * Wp; i < Hp * Wp; ++i) dst[i] = 0.0f;
+  }
+  return scratch;
+}
+
+// As padded_image, but always a copy, followed by kSlack zeros that vector loads may touch.
+constexpr int64_t kSlack = 32;
+LF_INLINE const float* padded_image_copy(const float* img, int64_t IC, int64_t H, int64_t W,
+                                         int64_t pad, float* scratch) {
+  const int64_t size = IC * (H + 2 * pad) * (W + 2 * pad);
+  if (pad == 0) {
+    for (int64_t i = 0; i < size; ++i) scratch[i] = img[i];
+  } else {
+    padded_image(img, IC, H, W, pad, scratch);
+  }
+  for (int64_t i = size; i < size + kSlack; ++i) scratch[i] = 0.0f;
+  return scratch;
+}
+
+// acc[r][v] = sum_k base[r][taps[k]] * wt[k*OCP + 8v .. 8v+7]: R pixels x 8*NV channels.
+template <int R, int NV>
+LF_INLINE void conv_tile(const float* const (&base)[R], const int32_t* taps, int64_t K,
+                         const float* wt, int64_t OCP, v8f (&acc)[R][NV]) {
+  LF_UNROLL for (int r = 0; r < R; ++r) {
+    LF_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] = v8f{};
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    v8f wv[NV];
+    LF_UNROLL for (int v = 0; v < NV; ++v) wv[v] = load8(wt + k * OCP + 8 * v);
+    const int32_t o = taps[k];
+    LF_UNROLL for (int r = 0; r < R; ++r) {
+      const v8f xv = splat8(base[r][o]);
+      LF_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] += xv * wv[v];
+    }
+  }
+}
+
+// Stores the first `lanes` channels of v to out[c * plane_stride], c = 0, 1, ...
+LF_INLINE void store_lanes(float* out, int64_t plane_stride, v8f v, int64_t lanes) {
+  float tmp[8];
+  store8(tmp, v);
+  for (int64_t l = 0; l < lanes && l < 8; ++l) out[l * plane_stride] = tmp[l];
+}
+
+// Plain convolution + bias of pixels [p0, p1) of one image (or the activation A of it into `act`
+// when `to_act`, for the pixels a fused kernel leaves out of its pooling windows).
+template <int NV, int R, Act A = Act::kNone>
+void conv_pixels(const ConvForwardArgs& a, const float* xp, int64_t Wp, int64_t oc0, int64_t p0,
+                 int64_t p1, float* out, bool to_act) {
+  const int64_t K = a.IC * kTaps, P = a.Ho * a.Wo;
+  v8f bias[NV];
+  LF_UNROLL for (int v = 0; v < NV; ++v) bias[v] = a.bias ? load8(a.bias + oc0 + 8 * v) : v8f{};
+  int64_t py = p0 / a.Wo, px = p0 % a.Wo;  // (row, column) of pixel p, advanced without dividing
+  for (int64_t p = p0; p < p1; p += R) {
+    const float* base[R];
+    int64_t qy = py, qx = px;
+    LF_UNROLL for (int r = 0; r < R; ++r) {
+      base[r] = xp + qy * Wp + qx;
+      if (p + r + 1 < p1 && ++qx == a.Wo) {  // a short tail recomputes its last pixel
+        qx = 0;
+        ++qy;
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      if (++px == a.Wo) {
+        px = 0;
+        ++py;
+      }
+    }
+    v8f acc[R][NV];
+    conv_tile<R, NV>(base, a.taps, K, a.wt + oc0, a.OCP, acc);
+    for (int r = 0; r < R && p + r < p1; ++r) {
+      LF_UNROLL for (int v = 0; v < NV; ++v) {
+        v8f o = acc[r][v] + bias[v];
+        if (to_act) o = act8<A>(o, a.v.slope);
+        store_lanes(out + (oc0 + 8 * v) * P + p + r, P, o, a.OC - oc0 - 8 * v);
+      }
+    }
+  }
+}
+
+// Fused conv + bias + activation + 2x2 pool of one image: each tile is WPB pooling windows
+// (R = 4 WPB conv pixels) by 8*NV channels, and only the pooled value leaves the registers
+// (plus the activation itself when the caller keeps it for backward).
+template <int NV, int WPB, Act A, Pool PL>
+void conv_fused_image(const ConvForwardArgs& a, const float* xp, int64_t Wp, float* y, float* act) {
+  constexpr int R = 4 * WPB;
+  const int64_t K = a.IC * kTaps, Hq = a.Ho / 2, Wq = a.Wo / 2, P = a.Ho * a.Wo, Pq = Hq * Wq;
+  for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8 * NV) {
+    v8f bias[NV];
+    LF_UNROLL for (int v = 0; v < NV; ++v) bias[v] = a.bias ? load8(a.bias + oc0 + 8 * v) : v8f{};
+    for (int64_t qy = 0; qy < Hq; ++qy) {
+      for (int64_t qx0 = 0; qx0 < Wq; qx0 += WPB) {
+        const float* base[R];
+        LF_UNROLL for (int w = 0; w < WPB; ++w) {
+          const int64_t qx = min64(qx0 + w, Wq - 1);
+          LF_UNROLL for (int i = 0; i < 4; ++i)
+            base[4 * w + i] = xp + (2 * qy + i / 2) * Wp + 2 * qx + i % 2;
+        }
+        v8f acc[R][NV];
+        conv_tile<R, NV>(base, a.taps, K, a.wt + oc0, a.OCP, acc);
+        for (int w = 0; w < WPB && qx0 + w < Wq; ++w) {
+          const int64_t qx = qx0 + w;
+          LF_UNROLL for (int v = 0; v < NV; ++v) {
+            const int64_t lanes = a.OC - oc0 - 8 * v;
+            v8f t[4];
+            LF_UNROLL for (int i = 0; i < 4; ++i) t[i] = act8<A>(acc[4 * w + i][v] + bias[v], a.v.slope);
+            const v8f pooled = pool4<PL, Vec8Ops>(t[0], t[1], t[2], t[3]);
+            store_lanes(y + (oc0 + 8 * v) * Pq + qy * Wq + qx, Pq, pooled, lanes);
+            if (act) {
+              LF_UNROLL for (int i = 0; i < 4; ++i) {
+                const int64_t pix = (2 * qy + i / 2) * a.Wo + 2 * qx + i % 2;
+                store_lanes(act + (oc0 + 8 * v) * P + pix, P, t[i], lanes);
+              }
+            }
+          }
+        }
+      }
+    }
+    if (act) {  // an odd last column / row lies outside every window; backward ignores it, but
+                // the saved activation is still act(conv) there
+      if (a.Wo % 2) {
+        for (int64_t yy = 0; yy < 2 * Hq; ++yy) {
+          const int64_t pix = yy * a.Wo + a.Wo - 1;
+          conv_pixels<NV, 1, A>(a, xp, Wp, oc0, pix, pix + 1, act, true);
+        }
+      }
+      if (a.Ho % 2) conv_pixels<NV, 1, A>(a, xp, Wp, oc0, (a.Ho - 1) * a.Wo, P, act, true);
+    }
+  }
+}
+
+// Fused conv + activation + pool for few output channels (conv1: OC = 6), with pixels in the lanes:
+// a tile is 8 neighbouring columns of two conv rows (one row of 4 pooling windows) by OCB
+// channels, so each tap costs 2 contiguous loads and OCB broadcasts for 2*OCB FMAs, and the
+// activation is stored as whole vectors. Channel lanes would leave 2 of 8 lanes idle and need a
+// broadcast per FMA. xp is a padded copy with at least 8 floats of slack past its end: the last
+// tile of a row reads up to 7 columns into the next row (those lanes are discarded).
+template <int OCB, Act A, Pool PL>
+void conv_fused_pixel_lanes(const ConvForwardArgs& a, const float* xp, int64_t Wp,
+                            const float* w, float* y, float* act) {
+  const int64_t K = a.IC * kTaps, Hq = a.Ho / 2, Wq = a.Wo / 2, P = a.Ho * a.Wo, Pq = Hq * Wq;
+  for (int64_t oc0 = 0; oc0 < a.OC; oc0 += OCB) {
+    const float* wc[OCB];  // (K) weights of each channel of the tile; a short tail repeats the last
+    v8f bias[OCB];
+    LF_UNROLL for (int c = 0; c < OCB; ++c) {
+      const int64_t oc = min64(oc0 + c, a.OC - 1);
+      wc[c] = w + oc * K;
+      bias[c] = splat8(a.bias ? a.bias[oc] : 0.0f);
+    }
+    for (int64_t qy = 0; qy < Hq; ++qy) {
+      for (int64_t x0 = 0; x0 < 2 * Wq; x0 += 8) {
+        const float* r0 = xp + 2 * qy * Wp + x0;
+        const float* r1 = r0 + Wp;
+        v8f acc[OCB][2];
+        LF_UNROLL for (int c = 0; c < OCB; ++c) acc[c][0] = acc[c][1] = v8f{};
+        for (int64_t k = 0; k < K; ++k) {
+          const int32_t o = a.taps[k];
+          const v8f v0 = load8(r0 + o), v1 = load8(r1 + o);
+          LF_UNROLL for (int c = 0; c < OCB; ++c) {
+            const v8f wb = splat8(wc[c][k]);
+            acc[c][0] += wb * v0;
+            acc[c][1] += wb * v1;
+          }
+        }
+        const int64_t cols = min64(8, a.Wo - x0), windows = min64(4, Wq - x0 / 2);
+        for (int c = 0; c < OCB && oc0 + c < a.OC; ++c) {
+          const int64_t oc = oc0 + c;
+          const v8f t0 = act8<A>(acc[c][0] + bias[c], a.v.slope), t1 = act8<A>(acc[c][1] + bias[c], a.v.slope);
+          if (act) {
+            float* a0 = act + oc * P + 2 * qy * a.Wo + x0;
+            if (cols == 8) {
+              store8(a0, t0);
+              store8(a0 + a.Wo, t1);
+            } else {
+              for (int64_t l = 0; l < cols; ++l) {
+                a0[l] = t0[l];
+                a0[a.Wo + l] = t1[l];
+              }
+            }
+          }
+          // window order: top-left, top-right, bottom-left, bottom-right
+          const v4f tl = __builtin_shufflevector(t0, t0, 0, 2, 4, 6);
+          const v4f tr = __builtin_shufflevector(t0, t0, 1, 3, 5, 7);
+          const v4f bl = __builtin_shufflevector(t1, t1, 0, 2, 4, 6);
+          const v4f br = __builtin_shufflevector(t1, t1, 1, 3, 5, 7);
+          const v4f pooled = pool4<PL, Vec4Ops>(tl, tr, bl, br);
+          float* yq = y + oc * Pq + qy * Wq + x0 / 2;
+          for (int64_t l = 0; l < windows; ++l) yq[l] = pooled[l];
+        }
+      }
+    }
+  }
+  if (act) {  // odd last column / row, outside every window (as in conv_fused_image)
+    for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8) {
+      if (a.Wo % 2) {
+        for (int64_t yy = 0; yy < 2 * Hq; ++yy) {
+          const int64_t pix = yy * a.Wo + a.Wo - 1;
+          conv_pixels<1, 1, A>(a, xp, Wp, oc0, pix, pix + 1, act, true);
+        }
+      }
+      if (a.Ho % 2) conv_pixels<1, 1, A>(a, xp, Wp, oc0, (a.Ho - 1) * a.Wo, P, act, true);
+    }
+  }
+}
+
+template <int NV, Act A, Pool PL>
+void conv_forward_nv(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scratch) {
+  const int64_t Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, Pq = (a.Ho / 2) * (a.Wo / 2);
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* img = a.x + n * a.IC * a.H * a.W;
+    float* act = a.act ? a.act + n * a.OC * P : nullptr;
+    if constexpr (NV == 1) {  // conv_pixel_lanes: the fused kernel puts pixels in the lanes
+      if (a.fused) {          // (always a copy, for the slack its loads rely on)
+        const float* xp = padded_image_copy(img, a.IC, a.H, a.W, a.pad, scratch);
+        conv_fused_pixel_lanes<kPixelLaneChannelBlock, A, PL>(a, xp, Wp, a.w, a.y + n * a.OC * Pq, act);
+        continue;
+      }
+    }
+    const float* xp = padded_image(img, a.IC, a.H, a.W, a.pad, scratch);
+    if (a.fused) {
+      conv_fused_image<NV, 1, A, PL>(a, xp, Wp, a.y + n * a.OC * Pq, act);  // 16 channels x 1 window
+    } else {
+      for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8 * NV)
+        conv_pixels<NV, NV == 1 ? 8 : 6>(a, xp, Wp, oc0, 0, P, a.y + n * a.OC * P, false);
+    }
+  }
+}
+
+void conv_forward(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scratch) {
+  const auto run = [&](auto act, auto pool) {
+    if (conv_pixel_lanes(a.OC))
+      conv_forward_nv<1, decltype(act)::value, decltype(pool)::value>(a, n0, n1, scratch);
+    else
+      conv_forward_nv<2, decltype(act)::value, decltype(pool)::value>(a, n0, n1, scratch);
+  };
+  if (a.fused)
+    with_variant(a.v, run);
+  else  // the plain convolution
+    run(ActC<Act::kNone>{}, PoolC<Pool::kAvg>{});
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace lenet_fast

@@ -1,0 +1,52 @@
+// lenet_fast CPU kernels, written once and compiled once per ISA: isa_*.cpp include this
+// file inside a `#pragma GCC target` region and export the table through make_kernels().
+// Everything has internal linkage (see kernel_math.h for why).
+//
+// Layout strategy: activations stay NCHW (the ops' contract); inside a kernel the output channels
+// of a convolution are the vector lanes (8 or 16 per register tile), so one broadcast input value
+// feeds 8-16 FMAs and the packed weights (IC*25 x OCP, under 10 KB for LeNet) stay in L1.
+//
+//   conv_forward      direct convolution, R output pixels x OCT channels in registers;
+//                     the fused version takes the 4 pixels of each 2x2 pooling window as its rows
+//                     and applies bias, the activation and the pooling before anything is stored.
+//   conv_weight_grad  dW^T[k][oc] += sum_p x[p + tap k] g[p][oc], KB taps x OCT channels in registers.
+//   conv_input_grad   T[k][p] = sum_oc W[oc][k] g[oc][p] vectorised over pixels (no zero padding
+//                     multiplied, unlike a "full" convolution), then col2im as a masked gather,
+//                     eight input columns at a time.
+//   linear_*          register-tiled small GEMMs on the nn.Linear layouts, no weight packing.
+#pragma once
+
+#include "kernel_common.h"
+#include "pool_act.h"
+#include "conv_forward.h"
+#include "conv_backward.h"
+#include "linear.h"
+
+namespace lenet_fast {
+namespace cpu {
+namespace {
+
+// The table this ISA's copy of the kernels exports (isa_*.cpp).
+Kernels make_kernels(const char* isa) {
+  Kernels k;
+  k.isa = isa;
+  k.conv_forward = conv_forward;
+  k.conv_weight_grad = conv_weight_grad;
+  k.conv_input_grad = conv_input_grad;
+  k.linear_forward = linear_forward;
+  k.linear_backward_input = linear_backward_input;
+  k.linear_backward_weight = linear_backward_weight;
+  k.act_forward = act_forward;
+  k.act_backward = act_backward;
+  k.avg_pool_forward = avg_pool_forward;
+  k.avg_pool_backward = avg_pool_backward;
+  k.act_pool_backward = act_pool_backward;
+  return k;
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace lenet_fast
+
+#undef LF_INLINE
+#undef LF_UNROLL
