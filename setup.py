@@ -50,7 +50,7 @@ def extensions():
     # OpenMP because at::parallel_for's OpenMP backend is header code compiled into this library.
     cxx = opt + ["-std=c++20", "-ffp-contract=fast", "-fopenmp", "-Wall", "-Wno-psabi"]
     csrc = ROOT / "csrc"
-    # csrc/kernels: torch-free kernels; csrc/ops: the torch ops around them (csrc/README.md).
+    # csrc/kernels: torch-free kernels; csrc/ops: the torch ops around them (README, "Layout").
     sources = [*sorted(s for s in (csrc / "ops").glob("*.cpp") if s.name != "no_cuda.cpp"),
                *sorted((csrc / "ops" / "cpu").glob("*.cpp")), *sorted((csrc / "kernels" / "cpu").glob("*.cpp"))]
     macros = [

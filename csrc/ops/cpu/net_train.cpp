@@ -91,12 +91,13 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_fused(const
   return {logits, sv.list()};
 }
 
-std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& grad, const at::Tensor& x,
-                                                             const Lenet5Weights& w, const Lenet5Saved& sv,
-                                                             int64_t padding, const Lenet5Mask& need,
-                                                             const Variant& v) {
-  const char* op = "lenet5_backward";
-  if (!is_training_step(need)) return std::nullopt;
+namespace {
+
+// The network's shape when the backward's arguments are a training step's that the whole-network
+// step serves: every tensor float32 and shaped as a fused forward of these weights saves. Anything
+// else is the per-layer ops' to diagnose.
+std::optional<Lenet5Shape> served_shape(const at::Tensor& grad, const at::Tensor& x, const Lenet5Weights& w,
+                                        const Lenet5Saved& sv, int64_t padding) {
   const at::Tensor &w1 = w.conv1_weight, &w2 = w.conv2_weight, &f1w = w.fc1_weight, &f2w = w.fc2_weight,
                    &f3w = w.fc3_weight;
   const std::vector<at::Tensor> saved = sv.list();
@@ -107,8 +108,6 @@ std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& g
     if (t->scalar_type() != at::kFloat) return std::nullopt;
   for (const at::Tensor& t : saved)
     if (t.scalar_type() != at::kFloat) return std::nullopt;
-  // The shapes a fused forward of these weights saves; anything else is the per-layer ops' to
-  // diagnose.
   const int64_t N = x.size(0), OC1 = w1.size(0), OC2 = w2.size(0);
   const ConvShape s1{N, x.size(1), x.size(2), x.size(3), OC1, padding, conv_out_extent(x.size(2), padding),
                      conv_out_extent(x.size(3), padding)};
@@ -119,11 +118,29 @@ std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& g
       w2.sizes() != at::IntArrayRef({OC2, OC1, kKernel, kKernel}) || f1w.size(1) != F || f2w.size(1) != J1 ||
       f3w.size(1) != J2 || grad.sizes() != at::IntArrayRef({N, J3}))
     return std::nullopt;
-  const auto shapes = Lenet5Saved::shapes({s1, s2, F, J1, J2, J3});
+  const Lenet5Shape s{s1, s2, F, J1, J2, J3};
+  const auto shapes = Lenet5Saved::shapes(s);
   for (size_t i = 0; i < shapes.size(); ++i)
     if (saved[i].sizes() != at::IntArrayRef(shapes[i])) return std::nullopt;
+  return s;
+}
+
+}  // namespace
+
+std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& grad, const at::Tensor& x,
+                                                             const Lenet5Weights& w, const Lenet5Saved& sv,
+                                                             int64_t padding, const Lenet5Mask& need,
+                                                             const Variant& v) {
+  const char* op = "lenet5_backward";
+  if (!is_training_step(need)) return std::nullopt;
+  const std::optional<Lenet5Shape> served = served_shape(grad, x, w, sv, padding);
+  if (!served) return std::nullopt;
+  const ConvShape &s1 = served->c1, &s2 = served->c2;
+  const int64_t N = s1.N, OC2 = s2.OC, F = served->F, J1 = served->J1, J2 = served->J2, J3 = served->J3;
+  const auto shapes = Lenet5Saved::shapes(*served);
   check_image_size(op, s1.IC, s1.H + 2 * padding, s1.W + 2 * padding);
   check_image_size(op, s2.IC, s2.H, s2.W);
+  const at::Tensor &w2 = w.conv2_weight, &f1w = w.fc1_weight, &f2w = w.fc2_weight, &f3w = w.fc3_weight;
 
   const auto c = [](const at::Tensor& t) { return t.contiguous(); };
   const at::Tensor gc = c(grad), xc = c(x), w2c = c(w2), f1wc = c(f1w), f2wc = c(f2w), f3wc = c(f3w);
@@ -133,9 +150,9 @@ std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& g
   const at::Tensor g2 = at::empty({N, J2}, o), g1 = at::empty({N, J1}, o), dp2 = at::empty({N, F}, o),
                    dpre2 = at::empty(shapes[2], o), dp1 = at::empty(shapes[1], o);
   std::vector<at::Tensor> grads = {at::empty({0}, o)};
-  for (const at::Tensor* w : {&w1, &w2, &f1w, &f2w, &f3w}) {
-    grads.push_back(at::empty(w->sizes(), o));
-    grads.push_back(at::empty({w->size(0)}, o));
+  for (const at::Tensor* wt : w.list()) {
+    grads.push_back(at::empty(wt->sizes(), o));
+    grads.push_back(at::empty({wt->size(0)}, o));
   }
 
   const std::vector<int32_t> taps1 = PackedConv::tap_offsets(s1.IC, s1.H + 2 * padding, s1.W + 2 * padding),
