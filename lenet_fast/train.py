@@ -454,8 +454,24 @@ def main(argv=None) -> dict | None:
 def _main(argv, d: Dist) -> dict | None:
     t_start = time.perf_counter()
     args = parse_args(argv)
+    device, d = _setup(args, d)
+    if args.evaluate:
+        return _evaluate_checkpoint(args, device, t_start)
+    model, optimizer, loader, start_epoch, history = _prepare_training(args, device, d)
+    train_seconds = _train_epochs(args, model, optimizer, loader, device, d, start_epoch, history)
+    if not d.main:
+        return None
+    return _report_training(args, model, loader, device, d, t_start, start_epoch, history, train_seconds)
+
+
+def _say(d: Dist, *a, **k) -> None:
+    if d.main:
+        print(*a, **k)
+
+
+def _setup(args, d: Dist) -> tuple[torch.device, Dist]:
+    """This process's device and, under torchrun, its place in the joined process group."""
     device = pick_device(args.device, args.impl, d)
-    progress = not args.no_progress and sys.stderr.isatty() and d.main
     if d.world > 1:
         if args.evaluate:
             raise SystemExit("train: --evaluate runs in one process; start it without torchrun")
@@ -463,57 +479,72 @@ def _main(argv, d: Dist) -> dict | None:
             raise SystemExit("train: a data-parallel run uses --loader fast (each rank slices the one seeded "
                              "permutation); --loader torchvision is single-process")
         d = init_distributed(d, device, args.dist_timeout)
+    return device, d
 
-    def say(*a, **k):
-        if d.main:
-            print(*a, **k)
 
-    if args.evaluate:
-        state = load_checkpoint(args.evaluate)
-        resolve_variant(args, state.get("args"))
-        model = build_model(args.impl, device, args.seed, **variant_of(args))
-        model.load_state_dict(state["model"])
-        m = _report_evaluation(args, model, device, t_start, {"checkpoint": str(args.evaluate),
-                                                               "epochs": state.get("epoch")})
-        print(f"{args.evaluate}: test accuracy {100 * m['test_accuracy']:.2f}% on {m['test_images']} images "
-              f"(loss {m['test_loss']:.4f})")
-        for name, acc in m["per_class_accuracy"].items():
-            print(f"  {name:<12} {100 * acc:6.2f}%")
-        if args.metrics_json:
-            write_json(args.metrics_json, m)
-        return m
+def _evaluate_checkpoint(args, device, t_start) -> dict:
+    """--evaluate: the checkpoint's test-set scores, printed per class."""
+    state = load_checkpoint(args.evaluate)
+    resolve_variant(args, state.get("args"))
+    model = build_model(args.impl, device, args.seed, **variant_of(args))
+    model.load_state_dict(state["model"])
+    m = _report_evaluation(args, model, device, t_start, {"checkpoint": str(args.evaluate),
+                                                           "epochs": state.get("epoch")})
+    print(f"{args.evaluate}: test accuracy {100 * m['test_accuracy']:.2f}% on {m['test_images']} images "
+          f"(loss {m['test_loss']:.4f})")
+    for name, acc in m["per_class_accuracy"].items():
+        print(f"  {name:<12} {100 * acc:6.2f}%")
+    if args.metrics_json:
+        write_json(args.metrics_json, m)
+    return m
 
+
+def _prepare_training(args, device, d: Dist):
+    """(model, optimizer, training loader, epochs already done, their history), resumed from
+    --resume when given."""
     state = load_checkpoint(args.resume) if args.resume else None
     resolve_variant(args, state.get("args") if state else None)
-    variant = variant_of(args)
-    described = "" if variant == VARIANT_DEFAULTS else (
+    _announce(args, device, d)
+    model = build_model(args.impl, device, args.seed, **variant_of(args))
+    optimizer = build_optimizer(args, model.parameters(), device)
+    loader = make_loader(args, "train", args.batch_size, True, device, d)
+    start_epoch, history = _resume(args, state, model, optimizer, loader, d) if args.resume else (0, [])
+    return model, optimizer, loader, start_epoch, history
+
+
+def _announce(args, device, d: Dist) -> None:
+    described = "" if variant_of(args) == VARIANT_DEFAULTS else (
         f", {args.activation}" + (f"({args.negative_slope})" if args.activation == "leaky_relu" else "")
         + f" + {args.pooling} pooling")
     parallel = f", {d.world} ranks ({d.backend})" if d.world > 1 else ""
-    say(f"lenet_fast.train: {args.dataset}, impl {args.impl}{described}, loader {args.loader}, device {device}"
-        f"{parallel}, {args.optimizer} lr {args.lr}, batch {args.batch_size}, seed {args.seed}", flush=True)
-    model = build_model(args.impl, device, args.seed, **variant)
-    optimizer = build_optimizer(args, model.parameters(), device)
-    loader = make_loader(args, "train", args.batch_size, True, device, d)
-    start_epoch, history = 0, []
-    if args.resume:
-        if "optimizer" not in state or "rng" not in state:
-            raise SystemExit(f"train: {args.resume} has weights only; --resume needs a checkpoint written by --save")
-        old = state.get("args", {})
-        for key in ("dataset", "batch_size", "optimizer", "lr", "seed", "loader", *VARIANT_DEFAULTS):
-            if key in old and old[key] != getattr(args, key) and d.main:
-                print(f"train: note: --{key.replace('_', '-')} is {getattr(args, key)!r} now, "
-                      f"{old[key]!r} in the checkpoint", file=sys.stderr)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"].get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        loader.load_state_dict(state["rng"]["loader"])
-        start_epoch, history = state["epoch"], list(state.get("history", []))
-        say(f"resumed from {args.resume} after epoch {start_epoch}")
+    _say(d, f"lenet_fast.train: {args.dataset}, impl {args.impl}{described}, loader {args.loader}, device {device}"
+         f"{parallel}, {args.optimizer} lr {args.lr}, batch {args.batch_size}, seed {args.seed}", flush=True)
 
-    plain = model  # what checkpoints and the evaluation use: the module itself, not its DDP wrapper
+
+def _resume(args, state, model, optimizer, loader, d: Dist) -> tuple[int, list]:
+    """Loads the checkpoint's weights, optimizer, RNG and loader states; returns (epochs done, history)."""
+    if "optimizer" not in state or "rng" not in state:
+        raise SystemExit(f"train: {args.resume} has weights only; --resume needs a checkpoint written by --save")
+    old = state.get("args", {})
+    for key in ("dataset", "batch_size", "optimizer", "lr", "seed", "loader", *VARIANT_DEFAULTS):
+        if key in old and old[key] != getattr(args, key) and d.main:
+            print(f"train: note: --{key.replace('_', '-')} is {getattr(args, key)!r} now, "
+                  f"{old[key]!r} in the checkpoint", file=sys.stderr)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"].get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    loader.load_state_dict(state["rng"]["loader"])
+    start_epoch, history = state["epoch"], list(state.get("history", []))
+    _say(d, f"resumed from {args.resume} after epoch {start_epoch}")
+    return start_epoch, history
+
+
+def _train_epochs(args, model, optimizer, loader, device, d: Dist, start_epoch, history) -> float:
+    """The epochs from start_epoch to --epochs, each appended to `history` and checkpointed
+    (--save); returns the seconds spent training."""
+    plain = model  # what checkpoints hold: the module itself, not its DDP wrapper
     if d.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -524,6 +555,7 @@ def _main(argv, d: Dist) -> dict | None:
         from .graphs import GraphedSteps
 
         graphed = GraphedSteps(model, optimizer, loader)  # captured once, replayed every step
+    progress = not args.no_progress and sys.stderr.isatty() and d.main
     train_seconds = 0.0
     for epoch in range(start_epoch, args.epochs):
         desc = f"epoch {epoch + 1}/{args.epochs}"
@@ -537,17 +569,19 @@ def _main(argv, d: Dist) -> dict | None:
         stats["epoch"] = epoch + 1
         history.append(stats)
         train_seconds += stats["seconds"]
-        say(f"epoch {epoch + 1:>3}/{args.epochs}  loss {stats['loss']:.4f}  train acc "
-            f"{100 * stats['train_accuracy']:6.2f}%  {stats['seconds']:7.2f} s  "
-            f"{stats['images_per_second']:>9,.0f} img/s", flush=True)
+        _say(d, f"epoch {epoch + 1:>3}/{args.epochs}  loss {stats['loss']:.4f}  train acc "
+             f"{100 * stats['train_accuracy']:6.2f}%  {stats['seconds']:7.2f} s  "
+             f"{stats['images_per_second']:>9,.0f} img/s", flush=True)
         if args.save and d.main:
             save_checkpoint(args.save, plain, optimizer, loader, epoch + 1, args, history)
+    return train_seconds
 
-    if not d.main:
-        return None
+
+def _report_training(args, model, loader, device, d: Dist, t_start, start_epoch, history, train_seconds) -> dict:
+    """The trained model's test-set scores and the run's figures: printed, and --metrics-json."""
     n_train = len(loader.labels) if hasattr(loader, "labels") else len(loader.loader.dataset)
     epochs_run = args.epochs - start_epoch
-    m = _report_evaluation(args, plain, device, t_start, {
+    m = _report_evaluation(args, model, device, t_start, {
         "epochs": args.epochs, "epochs_this_run": epochs_run, "train_seconds": train_seconds,
         "images_per_second": n_train * epochs_run / train_seconds if train_seconds else None})
     m.update(batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed,

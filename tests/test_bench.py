@@ -1,8 +1,11 @@
 """The benchmark suite's machinery: FLOP counts, cases, contenders computing the same thing, the
 JSON and plot, the README tables generated from the committed results, and the GPU check's
 pieces that can run on a CPU. (Timings themselves are never asserted.)"""
+import dataclasses
 import importlib.util
 import json
+import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -64,17 +67,33 @@ def test_op_contenders_agree(case):
 
 @pytest.mark.slow  # torch.compile of the stock model: 20-70 s on a 2-core CPU with a cold cache
 def test_model_contenders_agree_and_compile():
-    """Inference contenders, torch.compile included, give the same logits; a training step runs."""
+    """Inference contenders, torch.compile included, give the same logits."""
     device = torch.device("cpu")
     case = next(c for c in bench.cases(device, False) if c.name == "inference")
     fns = case.build(3, device, bench.compile_modes(device))
     assert list(fns) == bench.contender_names(case, device, bench.compile_modes(device))
     want = fns[bench.EAGER]()
+    assert want.shape == (3, 10) and want.isfinite().all()
     for name, fn in fns.items():
         torch.testing.assert_close(fn(), want, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
-    train = next(c for c in bench.cases(device, False) if c.name == "train step")
-    for fn in train.build(3, device, ()).values():
-        fn()
+
+
+_TRAIN_CASES = {c.name: c for c in bench.cases(torch.device("cpu"), True) + bench.variant_cases(bench.VARIANTS)
+                if c.kind == "train"}
+
+
+@pytest.mark.parametrize("case", list(_TRAIN_CASES.values()), ids=lambda c: c.name)
+def test_training_contenders_agree(case):
+    """From the same weights on the same batch, every contender's training step gives stock eager's
+    loss, step after step: the same forward and loss, and updates that move the weights alike."""
+    device = torch.device("cpu")
+    fns = case.build(3, device, ())
+    assert list(fns) == bench.contender_names(case, device, ())
+    losses = {name: torch.stack([fn().detach() for _ in range(3)]) for name, fn in fns.items()}
+    want = losses[bench.EAGER]
+    assert want.isfinite().all() and want[-1] < want[0], want  # the steps did train
+    for name, got in losses.items():
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=lambda m: f"{case.name} {name}: {m}")
 
 
 def test_main_writes_json_and_plot(tmp_path, capsys):
@@ -115,7 +134,7 @@ def test_readme_tables_match_results():
         assert "GPU figures have not been measured yet" in (ROOT / "README.md").read_text()
 
 
-def test_variant_cases(tmp_path):
+def test_variant_cases(tmp_path, capsys):
     """--variant: the whole-model cases of each named variant, its stock twin as the contender."""
     out = tmp_path / "v.json"
     results = bench.main(["--device", "cpu", "--variant", "relu-max", "--variant", "sigmoid-avg", "--rounds", "2",
@@ -123,12 +142,33 @@ def test_variant_cases(tmp_path):
     assert [(r.case, r.contender) for r in results] == [
         (f"{case} [{v}]", who) for v in ("relu-max", "sigmoid-avg") for case in ("inference", "train step")
         for who in ("lenet_fast", bench.EAGER)]
-    assert all(r.batch == 64 and r.median_s > 0 for r in results)
+    _check_reported(results, capsys.readouterr().out)
+    saved = json.loads(out.read_text())["results"]
+    assert json.dumps(saved) == json.dumps([dataclasses.asdict(r) for r in results])  # (NaN != NaN)
     assert len(bench.cases(torch.device("cpu"), variants=list(bench.VARIANTS))) == 16
     fns = bench.inference_case(3, torch.device("cpu"), (), variant="leaky_relu-max")
     torch.testing.assert_close(fns["lenet_fast"](), fns[bench.EAGER](), rtol=1e-4, atol=1e-5)
     with pytest.raises(SystemExit):
         bench.main(["--variant", "gelu-avg"])
+
+
+def _check_reported(results, printed):
+    """Each result's figures follow from its samples as the docstring of lenet_fast.bench says, and
+    the printed table has a row for it (once as the case finishes, once in the summary)."""
+    peak, _ = bench.peak_gflops(torch.device("cpu"))
+    flops = {"inference": bench.FWD_FLOPS, "train step": bench.TRAIN_FLOPS}
+    eager = {r.case: r for r in results if r.contender == bench.EAGER}
+    for r in results:
+        assert r.device == "cpu" and r.batch == 64 and r.iters_per_round >= 1 and len(r.samples_s) >= 2
+        assert r.median_s > 0 and r.median_s == statistics.median(r.samples_s)
+        assert r.images_per_s == pytest.approx(r.batch / r.median_s)
+        assert r.gflops == pytest.approx(r.batch * flops[r.case.split(" [")[0]] / r.median_s / 1e9)
+        assert r.peak_share == pytest.approx(r.gflops / peak, nan_ok=True)
+        assert r.vs_eager == pytest.approx(eager[r.case].median_s / r.median_s)
+        assert math.isnan(r.vs_compile)  # --no-compile: no compiled contender to compare with
+        assert r.launches is None and r.kernels is None  # counted on CUDA only
+        row = f"cpu    {r.case:<26}{r.batch:>6}  {r.contender:<32}"
+        assert printed.count(row) == 2, row
 
 
 def test_report_renders_a_result(tmp_path, monkeypatch):

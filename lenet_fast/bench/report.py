@@ -1,0 +1,202 @@
+"""What a benchmark run reports: its results as a table, a JSON file and a plot, and the machine
+it ran on (versions, hardware, the float32 peak that "peak" is a share of)."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+import lenet_fast
+
+FORMAT = 2  # of the JSON this writes; benchmarks/report.py reads this format only
+
+
+@dataclass
+class Result:
+    device: str
+    case: str
+    batch: int
+    contender: str
+    median_s: float
+    images_per_s: float
+    gflops: float
+    vs_eager: float
+    vs_compile: float
+    iters_per_round: int
+    samples_s: list = field(default_factory=list)
+    peak_share: float = float("nan")  # gflops over the device's float32 FMA limit
+    launches: int | None = None       # host kernel launches per call (CUDA, whole-model cases)
+    kernels: int | None = None        # kernels run per call
+
+
+# ------------------------------------------------------------------------- environment
+
+def _cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _cpu_mhz() -> float | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = [float(line.split(":", 1)[1]) for line in f if line.startswith("cpu MHz")]
+        return max(mhz) if mhz else None
+    except (OSError, ValueError):
+        return None
+
+
+# FP32 FMA lanes per SM by compute capability (the CUDA programming guide's throughput table).
+_FP32_LANES = {(7, 0): 64, (7, 5): 64, (8, 0): 64, (8, 6): 128, (8, 7): 128, (8, 9): 128, (9, 0): 128}
+
+
+def peak_gflops(device: torch.device) -> tuple[float, str]:
+    """The device's float32 FMA limit in GFLOP/s and how it was worked out (nan if unknown)."""
+    if os.environ.get("LENET_FAST_PEAK_GFLOPS"):
+        return float(os.environ["LENET_FAST_PEAK_GFLOPS"]), "LENET_FAST_PEAK_GFLOPS"
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        lanes = _FP32_LANES.get((p.major, p.minor), 128)
+        mhz = _nvidia_query("clocks.max.sm")
+        if not mhz:
+            return float("nan"), "unknown (no SM clock from nvidia-smi)"
+        mhz = float(mhz)
+        return p.multi_processor_count * lanes * 2 * mhz / 1e3, \
+            f"{p.multi_processor_count} SMs x {lanes} FP32 lanes x 2 x {mhz:.0f} MHz"
+    flags = _cpu_flags()
+    per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8
+    mhz = _cpu_mhz()
+    if not mhz:
+        return float("nan"), "unknown (no clock in /proc/cpuinfo)"
+    threads = torch.get_num_threads()
+    return threads * per_cycle * mhz / 1e3, f"{threads} threads x {per_cycle} FLOP/cycle x {mhz:.0f} MHz"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _nvidia_query(field: str) -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+def _nvidia_driver() -> str | None:
+    return _nvidia_query("driver_version")
+
+
+def environment(devices) -> dict:
+    info = lenet_fast.build_info()
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    env = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "devices": [str(d) for d in devices],
+        "cpu_model": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "triton": triton_version,
+        "lenet_fast": info["version"],
+        "lenet_fast_build": info,
+        "peak_gflops": {str(d): peak_gflops(d) for d in devices},
+    }
+    if any(d.type == "cuda" for d in devices):
+        p = torch.cuda.get_device_properties(0)
+        env.update(gpu=p.name, gpu_capability=f"sm_{p.major}{p.minor}", gpu_memory_gib=round(p.total_memory / 2**30, 1),
+                   gpu_sms=p.multi_processor_count, nvidia_driver=_nvidia_driver(),
+                   cuda_runtime=torch.version.cuda)
+    return env
+
+
+# ----------------------------------------------------------------------------- output
+
+def _fmt_time(s: float) -> str:
+    return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.2f} ms"
+
+
+def table(results: list[Result]) -> str:
+    lines = [f"{'device':<7}{'case':<26}{'batch':>6}  {'contender':<32}{'median':>11}{'images/s':>13}"
+             f"{'GFLOP/s':>9}{'peak':>7}{'vs eager':>10}{'vs compile':>11}{'launches/kernels':>18}"]
+    for r in results:
+        counted = f"{r.launches}/{r.kernels}" if r.launches is not None else "-"
+        lines.append(f"{r.device:<7}{r.case:<26}{r.batch:>6}  {r.contender:<32}{_fmt_time(r.median_s):>11}"
+                     f"{r.images_per_s:>13,.0f}{r.gflops:>9.1f}{100 * r.peak_share:>6.1f}%{r.vs_eager:>9.2f}x"
+                     f"{r.vs_compile:>10.2f}x{counted:>18}")
+    return "\n".join(lines)
+
+
+def plot(results: list[Result], path: str, env: dict) -> bool:
+    """Throughput against batch size per contender, log-log: one panel per (device, model case)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("bench: matplotlib is not installed; no plot written (pip install matplotlib)", file=sys.stderr)
+        return False
+    panels = sorted({(r.device, r.case) for r in results if r.case in ("inference", "train step")})
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (dev, case) in zip(axes[0], panels):
+        rows = [r for r in results if (r.device, r.case) == (dev, case)]
+        for name in dict.fromkeys(r.contender for r in rows):
+            pts = sorted((r.batch, r.images_per_s) for r in rows if r.contender == name)
+            ax.plot(*zip(*pts), marker="o", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("images / s")
+        where = env.get("gpu") if dev.startswith("cuda") else f"{env['cpu_model']}, {env['torch_threads']} threads"
+        ax.set_title(f"{case} on {dev}\n{where}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"lenet_fast {env['lenet_fast']} vs torch {env['torch']} ({env['date']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_json(path: str, env: dict, args: dict, results: list[Result]) -> None:
+    with open(path, "w") as f:
+        json.dump({"format": FORMAT, "environment": env, "args": args,
+                   "results": [asdict(r) for r in results]}, f, indent=1)
+
+
+def read_json(path: str) -> tuple[list[Result], dict]:
+    """(results, environment) of a file write_json wrote."""
+    with open(path) as f:
+        data = json.load(f)
+    return [Result(**r) for r in data["results"]], data["environment"]
