@@ -92,10 +92,12 @@ __device__ void block_linear(const float* s_in, int in_stride, const float* __re
 }
 
 // The stages of net_forward_kernel. Each is called by every thread of the block and splits its
-// items over the block's threads; the kernel places the barriers between them.
+// items over the block's threads; the kernel places the barriers between them (fc_layers has its
+// own, inside block_linear).
 
 // The convolution weights and biases into s_w (s_w1 | s_b1 | s_w2 | s_b2), once for the tile.
-__device__ __forceinline__ void stage_conv_weights(const NetParams& p, float* s_w1, float* s_b1, float* s_w2, float* s_b2) {
+__device__ __forceinline__ void stage_conv_weights(const NetParams& p, float* s_w1, float* s_b1, float* s_w2,
+                                                   float* s_b2) {
   const int tid = threadIdx.x, nt = blockDim.x;
   for (int i = tid; i < G::kC1 * kTaps; i += nt) s_w1[i] = p.w1[i];
   for (int i = tid; i < G::kC1; i += nt) s_b1[i] = p.b1[i];
@@ -298,28 +300,24 @@ constexpr int backward_smem_floats() {
   return kBackTile * (kMaxJ + G::kJ2 + G::kJ1 + G::kF + kA2) + G::kC2 * G::kC1 * kTaps;
 }
 
-template <int TILE, Act A, Pool PL>
-__global__ void net_backward_data_kernel(const float* __restrict__ g3, NetParams p, NetSaved s, NetGrads d,
-                                         int64_t N, int J3, float slope) {
-  LF_DYNAMIC_SHARED(float, smem);
-  float* s_g3 = smem;                    // (TILE, J3)
-  float* s_g2 = s_g3 + TILE * kMaxJ;     // (TILE, 84)
-  float* s_g1 = s_g2 + TILE * G::kJ2;    // (TILE, 120)
-  float* s_df = s_g1 + TILE * G::kJ1;    // (TILE, 400): dL/d pool2
-  float* s_d2 = s_df + TILE * G::kF;     // (TILE, 16, 10, 10): dL/d conv2 output
-  float* s_w2 = s_d2 + TILE * kA2;       // (16, 6, 25)
-  const int64_t n0 = blockIdx.x * int64_t{TILE};
-  const int64_t valid = min(int64_t{TILE}, N - n0);
+// The stages of net_backward_data_kernel, each called by every thread of the block; the kernel
+// places the barriers between them (block_linear_backward synchronises after it writes).
+
+// The tile's logit gradients (zeros past N) and conv2's weights into shared memory.
+template <int TILE>
+__device__ __forceinline__ void stage_backward_inputs(const float* __restrict__ g3, const NetParams& p, int64_t n0,
+                                                      int64_t valid, int J3, float* s_g3, float* s_w2) {
   const int tid = threadIdx.x, nt = blockDim.x;
   for (int i = tid; i < TILE * J3; i += nt) s_g3[i] = i < valid * J3 ? g3[n0 * J3 + i] : 0.0f;
   for (int i = tid; i < G::kC2 * G::kC1 * kTaps; i += nt) s_w2[i] = p.w2[i];
-  __syncthreads();
-  block_linear_backward<TILE, A>(s_g3, J3, p.f3w, G::kJ2, s.h2, n0, N, s_g2, slope);
-  block_linear_backward<TILE, A>(s_g2, G::kJ2, p.f2w, G::kJ1, s.h1, n0, N, s_g1, slope);
-  block_linear_backward<TILE, A>(s_g1, G::kJ1, p.f1w, G::kF, nullptr, n0, N, s_df, slope);
-  for (int i = tid; i < valid * G::kJ2; i += nt) d.g2[n0 * G::kJ2 + i] = s_g2[i];
-  for (int i = tid; i < valid * G::kJ1; i += nt) d.g1[n0 * G::kJ1 + i] = s_g1[i];
-  // pool2 + activation backward: every conv2 output pixel is in a window (10 is even).
+}
+
+// pool2 + activation backward, dL/d pool2 s_df -> dL/d conv2 output, to s_d2 (zeros past N) and
+// d.dpre2: every conv2 output pixel is in a window (10 is even).
+template <int TILE, Act A, Pool PL>
+__device__ __forceinline__ void pool2_act_backward(const float* s_df, const NetSaved& s, const NetGrads& d, int64_t n0,
+                                                   int64_t N, float* s_d2, float slope) {
+  const int tid = threadIdx.x, nt = blockDim.x;
   for (int i = tid; i < TILE * kA2; i += nt) {
     const int t = i / kA2, r = i % kA2, c = r / (G::kO2 * G::kO2), yy = (r / G::kO2) % G::kO2, xx = r % G::kO2;
     const int64_t n = n0 + t;
@@ -331,9 +329,13 @@ __global__ void net_backward_data_kernel(const float* __restrict__ g3, NetParams
     }
     s_d2[i] = v;
   }
-  __syncthreads();
-  // dL/d pool1 = conv2's input gradient: dp1[ic][y][x] = sum over oc, taps in range of
-  // dpre2[oc][y - kh][x - kw] w2[oc][ic][kh][kw].
+}
+
+// dL/d pool1 = conv2's input gradient, to dp1 for the tile's valid images: dp1[ic][y][x] = sum
+// over oc, taps in range of dpre2[oc][y - kh][x - kw] w2[oc][ic][kh][kw].
+__device__ __forceinline__ void conv2_input_grad(const float* s_d2, const float* s_w2, int64_t n0, int64_t valid,
+                                                 float* dp1) {
+  const int tid = threadIdx.x, nt = blockDim.x;
   for (int i = tid; i < valid * kP1; i += nt) {
     const int t = i / kP1, r = i % kP1, ic = r / (G::kQ1 * G::kQ1), yy = (r / G::kQ1) % G::kQ1, xx = r % G::kQ1;
     float acc = 0.0f;
@@ -349,8 +351,34 @@ __global__ void net_backward_data_kernel(const float* __restrict__ g3, NetParams
         }
       }
     }
-    d.dp1[(n0 + t) * kP1 + r] = acc;
+    dp1[(n0 + t) * kP1 + r] = acc;
   }
+}
+
+template <int TILE, Act A, Pool PL>
+__global__ void net_backward_data_kernel(const float* __restrict__ g3, NetParams p, NetSaved s, NetGrads d,
+                                         int64_t N, int J3, float slope) {
+  LF_DYNAMIC_SHARED(float, smem);
+  float* s_g3 = smem;                    // (TILE, J3)
+  float* s_g2 = s_g3 + TILE * kMaxJ;     // (TILE, 84)
+  float* s_g1 = s_g2 + TILE * G::kJ2;    // (TILE, 120)
+  float* s_df = s_g1 + TILE * G::kJ1;    // (TILE, 400): dL/d pool2
+  float* s_d2 = s_df + TILE * G::kF;     // (TILE, 16, 10, 10): dL/d conv2 output
+  float* s_w2 = s_d2 + TILE * kA2;       // (16, 6, 25)
+  const int64_t n0 = blockIdx.x * int64_t{TILE};
+  const int64_t valid = min(int64_t{TILE}, N - n0);
+  const int tid = threadIdx.x, nt = blockDim.x;
+
+  stage_backward_inputs<TILE>(g3, p, n0, valid, J3, s_g3, s_w2);
+  __syncthreads();
+  block_linear_backward<TILE, A>(s_g3, J3, p.f3w, G::kJ2, s.h2, n0, N, s_g2, slope);
+  block_linear_backward<TILE, A>(s_g2, G::kJ2, p.f2w, G::kJ1, s.h1, n0, N, s_g1, slope);
+  block_linear_backward<TILE, A>(s_g1, G::kJ1, p.f1w, G::kF, nullptr, n0, N, s_df, slope);
+  for (int i = tid; i < valid * G::kJ2; i += nt) d.g2[n0 * G::kJ2 + i] = s_g2[i];
+  for (int i = tid; i < valid * G::kJ1; i += nt) d.g1[n0 * G::kJ1 + i] = s_g1[i];
+  pool2_act_backward<TILE, A, PL>(s_df, s, d, n0, N, s_d2, slope);
+  __syncthreads();
+  conv2_input_grad(s_d2, s_w2, n0, valid, d.dp1);
 }
 
 // The gradient of one conv output channel (taps ic*25 + kh*5 + kw, then the bias) summed over a
