@@ -29,7 +29,7 @@ namespace cuda {
 namespace {
 
 template <bool FUSED, Act A, Pool PL>
-__global__ void conv5x5_forward_kernel(
+__global__ void __launch_bounds__(kThreads) conv5x5_forward_kernel(
     const float* __restrict__ x,     // (N, IC, H, W)
     const float* __restrict__ w,     // (OC, IC, 5, 5)
     const float* __restrict__ bias,  // (OC) or null
@@ -148,7 +148,7 @@ __global__ void conv5x5_forward_kernel(
 // groups are then added in order (deterministic). With act, g is the pooled gradient of the fused
 // op and the output gradient is its pool + activation backward (A, PL), computed as it is staged.
 template <Act A, Pool PL>
-__global__ void conv_weight_grad_kernel(
+__global__ void __launch_bounds__(kThreads) conv_weight_grad_kernel(
     const float* __restrict__ g,    // (N, OC, Ho, Wo), or pooled (N, OC, Ho/2, Wo/2) with act
     const float* __restrict__ act,  // (N, OC, Ho, Wo) activation output of the fused op, or null
     const float* __restrict__ x,    // (N, IC, H, W)
@@ -210,7 +210,7 @@ __global__ void conv_weight_grad_kernel(
 }
 
 // Sums the partials over chunks in chunk order: entries below nw go to dw, the rest to db.
-__global__ void conv_weight_reduce_kernel(const float* __restrict__ partial, float* __restrict__ dw,
+__global__ void __launch_bounds__(kThreads) conv_weight_reduce_kernel(const float* __restrict__ partial, float* __restrict__ dw,
                                           float* __restrict__ db, int64_t chunks, int64_t nw, int64_t size) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < size;
        i += int64_t{blockDim.x} * gridDim.x) {

@@ -10,7 +10,7 @@ namespace lenet_fast {
 namespace cuda {
 namespace {
 
-__global__ void gather_normalize_kernel(const uint8_t* __restrict__ images,  // (n, row)
+__global__ void __launch_bounds__(kThreads) gather_normalize_kernel(const uint8_t* __restrict__ images,  // (n, row)
                                         const int64_t* __restrict__ index,   // (B)
                                         float* __restrict__ out,             // (B, row)
                                         int64_t n, int64_t B, int64_t row, float mean, float std) {

@@ -252,7 +252,7 @@ __device__ __forceinline__ void write_forward_outputs(const float* s_out, const 
 }
 
 template <int TILE, bool SAVE, typename In, Act A, Pool PL>
-__global__ void net_forward_kernel(const In* __restrict__ x, float mean, float std, NetParams p, float* __restrict__ logits,
+__global__ void __launch_bounds__(kThreads, 2) net_forward_kernel(const In* __restrict__ x, float mean, float std, NetParams p, float* __restrict__ logits,
                                    NetSaved saved, int64_t N, int H, int W, int pad, int J3, float slope) {
   LF_DYNAMIC_SHARED(float, smem);
   float* s_w1 = smem;                         // (6, 25)
@@ -356,7 +356,7 @@ __device__ __forceinline__ void conv2_input_grad(const float* s_d2, const float*
 }
 
 template <int TILE, Act A, Pool PL>
-__global__ void net_backward_data_kernel(const float* __restrict__ g3, NetParams p, NetSaved s, NetGrads d,
+__global__ void __launch_bounds__(kThreads) net_backward_data_kernel(const float* __restrict__ g3, NetParams p, NetSaved s, NetGrads d,
                                          int64_t N, int J3, float slope) {
   LF_DYNAMIC_SHARED(float, smem);
   float* s_g3 = smem;                    // (TILE, J3)
@@ -484,7 +484,7 @@ __device__ void fc_weight_job(const float* __restrict__ g, int J, const float* _
 }
 
 template <Act A, Pool PL>
-__global__ void net_weight_grad_kernel(NetJobArgs a, float* __restrict__ partial, int64_t N, int64_t chunk) {
+__global__ void __launch_bounds__(kThreads, 2) net_weight_grad_kernel(NetJobArgs a, float* __restrict__ partial, int64_t N, int64_t chunk) {
   LF_DYNAMIC_SHARED(float, smem);
   const NetLayout L = net_layout(a.J3);
   const int64_t n0 = blockIdx.x * chunk, n1 = min(N, n0 + chunk);
@@ -506,14 +506,18 @@ __global__ void net_weight_grad_kernel(NetJobArgs a, float* __restrict__ partial
 
 // Entry i of the parameters' gradients = sum over chunks c of partial[c][i], in chunk order,
 // written to the parameter tensor it belongs to.
-__global__ void net_reduce_kernel(const float* __restrict__ partial, NetGradOut out, NetLayout L, int64_t chunks) {
+__global__ void __launch_bounds__(kThreads) net_reduce_kernel(const float* __restrict__ partial, NetGradOut out, NetLayout L, int64_t chunks) {
   const int64_t start[10] = {L.w1, L.b1, L.w2, L.b2, L.f1w, L.f1b, L.f2w, L.f2b, L.f3w, L.f3b};
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < L.total; i += int64_t{blockDim.x} * gridDim.x) {
     float s = 0.0f;
     for (int64_t c = 0; c < chunks; ++c) s += partial[c * L.total + i];
-    int k = 9;
-    while (i < start[k]) --k;
-    out.p[k][i - start[k]] = s;
+    // The parameter i falls in: a fully unrolled scan, so that start[] and out.p[] are only ever
+    // indexed by constants and stay in registers (a run-time index puts them on the stack).
+    float* dst = out.p[0] + i;
+#pragma unroll
+    for (int k = 1; k < 10; ++k)
+      if (i >= start[k]) dst = out.p[k] + (i - start[k]);
+    *dst = s;
   }
 }
 

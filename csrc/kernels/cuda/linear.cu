@@ -21,7 +21,7 @@ constexpr int kTile = 16;
 
 // ACT: apply the activation A in the epilogue.
 template <bool ACT, Act A>
-__global__ void gemm_kernel(const float* __restrict__ A_, int64_t sam, int64_t sak,
+__global__ void __launch_bounds__(kTile * kTile) gemm_kernel(const float* __restrict__ A_, int64_t sam, int64_t sak,
                             const float* __restrict__ B, int64_t sbk, int64_t sbn,
                             float* __restrict__ C,           // (M, Nc) contiguous
                             int64_t M, int64_t Nc, int64_t K,

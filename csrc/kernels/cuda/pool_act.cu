@@ -12,7 +12,7 @@ namespace cuda {
 namespace {
 
 template <Act A>
-__global__ void act_forward_kernel(const float* __restrict__ x,  // (n) any layout, contiguous
+__global__ void __launch_bounds__(kThreads) act_forward_kernel(const float* __restrict__ x,  // (n) any layout, contiguous
                                    float* __restrict__ y, int64_t n, float slope) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{blockDim.x} * gridDim.x)
@@ -20,14 +20,14 @@ __global__ void act_forward_kernel(const float* __restrict__ x,  // (n) any layo
 }
 
 template <Act A>
-__global__ void act_backward_kernel(const float* __restrict__ g, const float* __restrict__ y,
+__global__ void __launch_bounds__(kThreads) act_backward_kernel(const float* __restrict__ g, const float* __restrict__ y,
                                     float* __restrict__ dx, int64_t n, float slope) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{blockDim.x} * gridDim.x)
     dx[i] = act_backward_f32<A>(g[i], y[i], slope);
 }
 
-__global__ void avg_pool_forward_kernel(const float* __restrict__ x,  // (planes, H, W)
+__global__ void __launch_bounds__(kThreads) avg_pool_forward_kernel(const float* __restrict__ x,  // (planes, H, W)
                                         float* __restrict__ y,        // (planes, H/2, W/2)
                                         int64_t planes, int64_t H, int64_t W) {
   const int64_t Hq = H / 2, Wq = W / 2, n = planes * Hq * Wq;
@@ -42,7 +42,7 @@ __global__ void avg_pool_forward_kernel(const float* __restrict__ x,  // (planes
 // The pool's backward: through the activation A from act when act is given (the fused op's),
 // else the plain average-pool backward (PL average, act null).
 template <Act A, Pool PL>
-__global__ void pool_backward_kernel(const float* __restrict__ g,    // (planes, H/2, W/2)
+__global__ void __launch_bounds__(kThreads) pool_backward_kernel(const float* __restrict__ g,    // (planes, H/2, W/2)
                                      const float* __restrict__ act,  // (planes, H, W) or null
                                      float* __restrict__ dx,         // (planes, H, W)
                                      int64_t planes, int64_t H, int64_t W, float slope) {
