@@ -46,7 +46,7 @@ def activation_module(activation: str = DEFAULT_ACTIVATION, negative_slope: floa
 
 def pooling_module(pooling: str = DEFAULT_POOLING) -> nn.Module:
     """The stock 2x2, stride-2 module for one of lenet_fast.variants.POOLINGS."""
-    variants.check("pooling_module", DEFAULT_ACTIVATION, pooling)
+    variants.check("pooling_module", pooling=pooling)
     return _POOLING_MODULES[pooling](kernel_size=2, stride=2)
 
 

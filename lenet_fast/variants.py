@@ -36,16 +36,16 @@ def negative_slope_ok(negative_slope: float) -> bool:
     return 0 <= negative_slope and math.isfinite(negative_slope)
 
 
-def check(where: str, activation: str, pooling: str | None = None, negative_slope: float = DEFAULT_NEGATIVE_SLOPE,
-          error: type[Exception] = ValueError) -> None:
-    """Raises `error` naming `where` unless the arguments name a variant (pooling None: not checked)."""
-    if activation not in ACTIVATIONS:
-        raise error(f"{where}: activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+def check(where: str, activation: str | None = None, pooling: str | None = None,
+          negative_slope: float = DEFAULT_NEGATIVE_SLOPE) -> None:
+    """Raises ValueError naming `where` unless the arguments name a variant (None: not checked)."""
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"{where}: activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     if pooling is not None and pooling not in POOLINGS:
-        raise error(f"{where}: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        raise ValueError(f"{where}: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     if not negative_slope_ok(negative_slope):
-        raise error(f"{where}: negative_slope must be finite and >= 0 (the kernels tell LeakyReLU's branch from "
-                    f"the sign of its output), got {negative_slope}")
+        raise ValueError(f"{where}: negative_slope must be finite and >= 0 (the kernels tell LeakyReLU's branch from "
+                         f"the sign of its output), got {negative_slope}")
 
 
 def name(activation: str, pooling: str) -> str:

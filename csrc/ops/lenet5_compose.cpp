@@ -1,6 +1,8 @@
 // The per-layer composition of LeNet-5's training forward and backward (lenet5_compose.h).
 #include "ops/lenet5_compose.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
 #include <algorithm>
 
 namespace lenet_fast {
@@ -92,6 +94,31 @@ std::vector<at::Tensor> Lenet5Layers::backward(const at::Tensor& grad, const at:
                                                                 v.negative_slope);
   }
   return done();
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_op(at::DeviceType kind, FusedForwardTrain fused,
+                                                                        const Lenet5Layers& layers, const at::Tensor& x,
+                                                                        const Lenet5Params& p, int64_t padding,
+                                                                        const VariantArgs& va) {
+  const char* op = "lenet5_forward_train";
+  const Lenet5Shape s = check_lenet5(op, x, p, padding, kind);
+  const Variant v = parse_variant(op, va.activation, va.pooling, va.negative_slope);
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  if (auto out = fused(s, x, p, padding, v)) return *out;
+  return layers.forward_train(x, p, padding, va);
+}
+
+std::vector<at::Tensor> lenet5_backward_op(at::DeviceType kind, FusedBackward fused, const Lenet5Layers& layers,
+                                           const at::Tensor& grad, const at::Tensor& x, const Lenet5Weights& w,
+                                           at::TensorList saved, int64_t padding, const Lenet5Mask& need,
+                                           const VariantArgs& va) {
+  const char* op = "lenet5_backward";
+  const Variant v = parse_variant(op, va.activation, va.pooling, va.negative_slope);
+  const Lenet5Saved sv = Lenet5Saved::from(op, saved);
+  check_lenet5_backward(op, grad, x, w, kind);
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  if (auto out = fused(grad, x, w, sv, padding, need, v)) return *out;
+  return layers.backward(grad, x, w, sv, padding, need, va);
 }
 
 }  // namespace lenet_fast

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -48,5 +49,24 @@ class Lenet5Layers {
   c10::TypedOperatorHandle<TT(const T&, const T&, int64_t)> conv_backward_weight_;
   c10::TypedOperatorHandle<TT(const T&, const T&, const T&, int64_t, S, S, double)> conv_act_pool_backward_weight_;
 };
+
+// A device's whole-network training path: its result, or nothing for a call it does not serve.
+using FusedForwardTrain = std::optional<std::tuple<at::Tensor, std::vector<at::Tensor>>> (*)(
+    const Lenet5Shape& s, const at::Tensor& x, const Lenet5Params& p, int64_t padding, const Variant& v);
+using FusedBackward = std::optional<std::vector<at::Tensor>> (*)(const at::Tensor& grad, const at::Tensor& x,
+                                                                 const Lenet5Weights& w, const Lenet5Saved& saved,
+                                                                 int64_t padding, const Lenet5Mask& need,
+                                                                 const Variant& v);
+
+// lenet5_forward_train and lenet5_backward on the device of kind `kind`: the arguments checked (every
+// layer before any kernel runs), then the device's whole-network path, else the per-layer ops.
+std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_op(at::DeviceType kind, FusedForwardTrain fused,
+                                                                        const Lenet5Layers& layers, const at::Tensor& x,
+                                                                        const Lenet5Params& p, int64_t padding,
+                                                                        const VariantArgs& va);
+std::vector<at::Tensor> lenet5_backward_op(at::DeviceType kind, FusedBackward fused, const Lenet5Layers& layers,
+                                           const at::Tensor& grad, const at::Tensor& x, const Lenet5Weights& w,
+                                           at::TensorList saved, int64_t padding, const Lenet5Mask& need,
+                                           const VariantArgs& va);
 
 }  // namespace lenet_fast

@@ -33,26 +33,16 @@ const Lenet5Layers& layers() {
 std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_cpu(
     const T& x, const T& w1, const T& b1, const T& w2, const T& b2, const T& f1w, const T& f1b, const T& f2w,
     const T& f2b, const T& f3w, const T& f3b, int64_t padding, S activation, S pooling, double negative_slope) {
-  const char* op = "lenet5_forward_train";
-  const Lenet5Params p{w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b};
-  // Validates every layer up front (same messages as lenet5_forward) before any kernel runs.
-  const Lenet5Shape s = check_lenet5(op, x, p, padding, at::kCPU);
-  const Variant v = parse_variant(op, activation, pooling, negative_slope);
-  at::AutoDispatchBelowADInplaceOrView below_autograd;
-  return cpu::lenet5_forward_train_fused(s, x, p, padding, v);
+  return lenet5_forward_train_op(at::kCPU, &cpu::lenet5_forward_train_fused, layers(), x,
+                                 {w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b}, padding,
+                                 {activation, pooling, negative_slope});
 }
 
 std::vector<at::Tensor> lenet5_backward_cpu(const T& grad, const T& x, const T& w1, const T& w2, const T& f1w,
                                             const T& f2w, const T& f3w, at::TensorList saved, int64_t padding,
                                             Lenet5Mask need, S activation, S pooling, double negative_slope) {
-  const char* op = "lenet5_backward";
-  const Variant v = parse_variant(op, activation, pooling, negative_slope);
-  const Lenet5Weights w{w1, w2, f1w, f2w, f3w};
-  const Lenet5Saved sv = Lenet5Saved::from(op, saved);
-  check_lenet5_backward(op, grad, x, w, at::kCPU);
-  at::AutoDispatchBelowADInplaceOrView below_autograd;
-  if (auto fused = cpu::lenet5_backward_fused(grad, x, w, sv, padding, need, v)) return *fused;
-  return layers().backward(grad, x, w, sv, padding, need, {activation, pooling, negative_slope});
+  return lenet5_backward_op(at::kCPU, &cpu::lenet5_backward_fused, layers(), grad, x, {w1, w2, f1w, f2w, f3w}, saved,
+                            padding, need, {activation, pooling, negative_slope});
 }
 
 // The autograd node of lenet5_forward_train: backward is one lenet5_backward call. The saved

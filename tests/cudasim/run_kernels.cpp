@@ -78,7 +78,7 @@ int main() {
   {  // weight and bias gradient
     const int64_t N = 3, IC = 2, H = 8, W = 9, OC = 3, pad = 0, Ho = H - 4, Wo = W - 4;
     Buffer g(N * OC * Ho * Wo, true), x(N * IC * H * W, true);
-    Buffer partial(conv_weight_grad_chunks(N) * (OC * IC * 25 + OC)), dw(OC * IC * 25), db(OC);
+    Buffer partial(grad_chunks(N) * (OC * IC * 25 + OC)), dw(OC * IC * 25), db(OC);
     check("conv weight gradient", launch_conv_weight_grad(g.dev, nullptr, x.dev, partial.dev, dw.dev, db.dev, N, IC, H, W, OC, pad, tanh_avg, nullptr), {&dw, &db});
     Buffer gp(N * OC * (Ho / 2) * (Wo / 2), true), act(N * OC * Ho * Wo, true), dw2(OC * IC * 25), db2(OC);
     check("conv weight gradient through pool + tanh", launch_conv_weight_grad(gp.dev, act.dev, x.dev, partial.dev, dw2.dev, db2.dev, N, IC, H, W, OC, pad, tanh_avg, nullptr), {&dw2, &db2});
@@ -140,7 +140,7 @@ int main() {
     check("whole network forward, training", launch_net_forward(x.dev, nullptr, 0, 1, p, logits_t.dev, &s, N, 28, 28, 2, J3, tanh_avg, nullptr),
           {&logits_t, &act1, &p1, &act2, &p2, &h1, &h2});
     Buffer g3(N * J3, true), g2(N * G::kJ2), g1(N * G::kJ1), dpre2(N * 1600), dp1(N * 1176);
-    Buffer partial(net_grad_chunks(N) * L.total), grads(L.total);  // ten gradients side by side
+    Buffer partial(grad_chunks(N) * L.total), grads(L.total);  // ten gradients side by side
     const int64_t at[10] = {L.w1, L.b1, L.w2, L.b2, L.f1w, L.f1b, L.f2w, L.f2b, L.f3w, L.f3b};
     NetGradOut out{};
     for (int i = 0; i < 10; ++i) out.p[i] = grads.dev + at[i];

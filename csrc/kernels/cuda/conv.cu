@@ -252,7 +252,7 @@ cudaError_t launch_conv_weight_grad(const float* g, const float* act, const floa
                                     float* db, int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
                                     const Variant& v, cudaStream_t stream) {
   if (N == 0 || OC == 0) return cudaSuccess;  // the caller returns zeros
-  const int64_t chunk = conv_weight_grad_chunk(N), chunks = conv_weight_grad_chunks(N);
+  const int64_t chunk = grad_chunk(N), chunks = grad_chunks(N);
   const size_t shared = static_cast<size_t>(conv_weight_grad_shared_bytes(H, W, pad));
   const dim3 grid(static_cast<unsigned int>(chunks), static_cast<unsigned int>(IC + 1), static_cast<unsigned int>(OC));
   const auto run = [&](auto a, auto pool) {

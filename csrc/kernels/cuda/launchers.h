@@ -57,13 +57,9 @@ inline int64_t grad_chunk(int64_t N) {
   const int64_t c = (N + 255) / 256;
   return c > 8 ? c : 8;
 }
+inline int64_t grad_chunks(int64_t N) { return (N + grad_chunk(N) - 1) / grad_chunk(N); }
 
-// The weight gradient's work split, and the shared memory one block needs.
-inline int64_t conv_weight_grad_chunk(int64_t N) { return grad_chunk(N); }
-inline int64_t conv_weight_grad_chunks(int64_t N) {
-  const int64_t c = conv_weight_grad_chunk(N);
-  return (N + c - 1) / c;
-}
+// The shared memory one block of the weight gradient needs.
 inline int64_t conv_weight_grad_shared_bytes(int64_t H, int64_t W, int64_t pad) {
   const int64_t Ho = H + 2 * pad - 4, Wo = W + 2 * pad - 4;
   return 4 * ((H + 2 * pad) * (W + 2 * pad) + Ho * Wo + 256);
@@ -72,7 +68,7 @@ inline int64_t conv_weight_grad_shared_bytes(int64_t H, int64_t W, int64_t pad) 
 // dw (OC, IC, 5, 5) and db (OC) of conv5x5, two launches (the bias in the same kernel), from x
 // (N, IC, H, W) and the gradient at the conv output g (N, OC, Ho, Wo) -- or, with act (the fused
 // op's saved activation, variant v), from its pooled gradient g (N, OC, Ho/2, Wo/2). partial:
-// conv_weight_grad_chunks(N) * (OC * IC * 25 + OC) floats of workspace. N >= 1 and OC >= 1; IC may
+// grad_chunks(N) * (OC * IC * 25 + OC) floats of workspace. N >= 1 and OC >= 1; IC may
 // be 0 (then only db is computed); IC + 1 and OC at most 65535 (grid limits).
 cudaError_t launch_conv_weight_grad(const float* g, const float* act, const float* x, float* partial, float* dw,
                                     float* db, int64_t N, int64_t IC, int64_t H, int64_t W, int64_t OC, int64_t pad,
@@ -175,8 +171,6 @@ inline int net_forward_tile(int64_t N) { return N < 4096 ? 1 : 8; }
 // The weight gradients' split: images per partial sum (grad_chunk); rows of a fully connected
 // layer per job; jobs per chunk.
 constexpr int kNetFcRows = 8;
-inline int64_t net_grad_chunk(int64_t N) { return grad_chunk(N); }
-inline int64_t net_grad_chunks(int64_t N) { return (N + net_grad_chunk(N) - 1) / net_grad_chunk(N); }
 inline int64_t net_jobs(int64_t J3) {
   using G = NetGeometry;
   const auto rows = [](int64_t j) { return (j + kNetFcRows - 1) / kNetFcRows; };
@@ -199,7 +193,7 @@ cudaError_t launch_net_forward(const float* x, const uint8_t* x_u8, float mean, 
 
 // The backward of the whole network from g3 = dL/dlogits, every parameter's gradient (not x's),
 // three launches: d's per-image gradients (workspace), the per-chunk partial sums of every weight
-// and bias gradient into partial (net_grad_chunks(N) * total floats), then their sums into the ten
+// and bias gradient into partial (grad_chunks(N) * total floats), then their sums into the ten
 // gradient tensors of out (separate tensors: a custom op's outputs must not alias one another).
 cudaError_t launch_net_backward(const float* g3, const float* x, const NetParams& p, const NetSaved& s,
                                 const NetGrads& d, float* partial, const NetGradOut& out, int64_t N, int64_t H, int64_t W,

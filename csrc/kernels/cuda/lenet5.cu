@@ -580,7 +580,7 @@ cudaError_t launch_net_backward(const float* g3, const float* x, const NetParams
   const size_t back_bytes = sizeof(float) * backward_smem_floats();
   const NetJobArgs a{x, s.act1, s.p1, s.p2, s.h1, s.h2, d.dp1, d.dpre2, d.g1, d.g2, g3,
                      static_cast<int>(H), static_cast<int>(W), static_cast<int>(pad), static_cast<int>(J3), v.slope};
-  const int64_t chunk = net_grad_chunk(N), chunks = (N + chunk - 1) / chunk;
+  const int64_t chunk = grad_chunk(N), chunks = grad_chunks(N);
   const size_t bytes = sizeof(float) * net_weight_grad_smem_floats();
   cudaError_t err = cudaSuccess;
   with_variant(v, [&](auto act, auto pool) {

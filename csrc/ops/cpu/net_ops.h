@@ -18,10 +18,10 @@
 namespace lenet_fast {
 namespace cpu {
 
-// The logits and what backward needs (Lenet5Saved's order); s is check_lenet5's.
-std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_fused(const Lenet5Shape& s, const at::Tensor& x,
-                                                                           const Lenet5Params& p, int64_t padding,
-                                                                           const Variant& v);
+// The logits and what backward needs (Lenet5Saved's order); s is check_lenet5's. Serves every call
+// (the optional is FusedForwardTrain's signature).
+std::optional<std::tuple<at::Tensor, std::vector<at::Tensor>>> lenet5_forward_train_fused(
+    const Lenet5Shape& s, const at::Tensor& x, const Lenet5Params& p, int64_t padding, const Variant& v);
 
 std::optional<std::vector<at::Tensor>> lenet5_backward_fused(const at::Tensor& grad, const at::Tensor& x,
                                                              const Lenet5Weights& w, const Lenet5Saved& saved,

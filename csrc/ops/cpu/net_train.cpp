@@ -48,16 +48,15 @@ void add_fc_jobs(std::vector<FcRows>& jobs, const float* g, const float* x, floa
 
 }  // namespace
 
-std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_fused(const Lenet5Shape& s, const at::Tensor& x,
-                                                                           const Lenet5Params& p, int64_t padding,
-                                                                           const Variant& v) {
+std::optional<std::tuple<at::Tensor, std::vector<at::Tensor>>> lenet5_forward_train_fused(
+    const Lenet5Shape& s, const at::Tensor& x, const Lenet5Params& p, int64_t padding, const Variant& v) {
   const char* op = "lenet5_forward_train";
   const int64_t N = s.c1.N;
   const auto o = x.options();
   const Lenet5Saved sv = Lenet5Saved::empty(s, o);
   const at::Tensor &act1 = sv.act1, &p1 = sv.pool1, &act2 = sv.act2, &flat = sv.flat, &h1 = sv.h1, &h2 = sv.h2;
   at::Tensor logits = at::empty({N, s.J3}, o);
-  if (N == 0) return {logits, sv.list()};
+  if (N == 0) return std::make_tuple(logits, sv.list());
   const int64_t Hp = s.c1.H + 2 * padding, Wp = s.c1.W + 2 * padding;
   check_image_size(op, s.c1.IC, Hp, Wp);
   check_image_size(op, s.c2.IC, s.c2.H, s.c2.W);
@@ -88,7 +87,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_fused(const
              const int64_t n0 = j * kTrainBlock;
              network_forward(kernels(), c1, c2, l1, l2, l3, n0, std::min(N, n0 + kTrainBlock), buf.get());
            });
-  return {logits, sv.list()};
+  return std::make_tuple(logits, sv.list());
 }
 
 namespace {

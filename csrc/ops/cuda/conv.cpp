@@ -81,7 +81,7 @@ std::tuple<at::Tensor, at::Tensor> weight_grad(const char* op, const at::Tensor&
   const at::Tensor xc = x.contiguous();
   at::Tensor dw = new_output({s.OC, s.IC, kKernel, kKernel}, x.options());
   at::Tensor db = new_output({s.OC}, x.options());
-  at::Tensor partial = at::empty({conv_weight_grad_chunks(s.N) * (s.OC * s.IC * kTaps + s.OC)}, x.options());
+  at::Tensor partial = at::empty({grad_chunks(s.N) * (s.OC * s.IC * kTaps + s.OC)}, x.options());
   check_launch(op, launch_conv_weight_grad(ptr(gc), act ? ptr(*act) : nullptr, ptr(xc), mut(partial), mut(dw),
                                            mut(db), s.N, s.IC, s.H, s.W, s.OC, padding, v, stream()));
   return {dw, db};

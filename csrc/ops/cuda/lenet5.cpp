@@ -3,7 +3,6 @@
 // forward, three backward); other shapes run the per-layer kernels (inference) or compose the
 // per-layer ops (training: lenet5_compose.h), as does a gradient mask other than a training step's.
 #include <ATen/ATen.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
 #include <optional>
@@ -131,7 +130,7 @@ std::optional<std::vector<at::Tensor>> backward_fused(const T& grad, const T& x,
   at::Tensor g2 = at::empty({N, G::kJ2}, o), g1 = at::empty({N, G::kJ1}, o);
   at::Tensor dpre2 = at::empty(shapes[2], o), dp1 = at::empty(shapes[1], o);
   const NetLayout L = net_layout(J3);
-  at::Tensor partial = at::empty({net_grad_chunks(N) * L.total}, o);
+  at::Tensor partial = at::empty({grad_chunks(N) * L.total}, o);
   const NetParams p{nullptr, nullptr, ptr(w2c), nullptr, ptr(f1wc), nullptr, ptr(f2wc), nullptr, ptr(f3wc), nullptr};
   const NetSaved ns{const_cast<float*>(ptr(sc[0])), const_cast<float*>(ptr(sc[1])), const_cast<float*>(ptr(sc[2])),
                     const_cast<float*>(ptr(sc[3])), const_cast<float*>(ptr(sc[4])), const_cast<float*>(ptr(sc[5]))};
@@ -151,27 +150,16 @@ std::optional<std::vector<at::Tensor>> backward_fused(const T& grad, const T& x,
 std::tuple<at::Tensor, std::vector<at::Tensor>> lenet5_forward_train_cuda(
     const T& x, const T& w1, const T& b1, const T& w2, const T& b2, const T& f1w, const T& f1b, const T& f2w,
     const T& f2b, const T& f3w, const T& f3b, int64_t padding, S activation, S pooling, double negative_slope) {
-  const char* op = "lenet5_forward_train";
-  const Lenet5Params p{w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b};
-  // Validates every layer up front (same messages as lenet5_forward) before any kernel runs.
-  const Lenet5Shape s = check_lenet5(op, x, p, padding, device_type());
-  const Variant v = parse_variant(op, activation, pooling, negative_slope);
-  at::AutoDispatchBelowADInplaceOrView below_autograd;
-  if (auto fused = forward_train_fused(s, x, p, padding, v)) return *fused;
-  return layers().forward_train(x, p, padding, {activation, pooling, negative_slope});
+  return lenet5_forward_train_op(device_type(), &forward_train_fused, layers(), x,
+                                 {w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b}, padding,
+                                 {activation, pooling, negative_slope});
 }
 
 std::vector<at::Tensor> lenet5_backward_cuda(const T& grad, const T& x, const T& w1, const T& w2, const T& f1w,
                                              const T& f2w, const T& f3w, at::TensorList saved, int64_t padding,
                                              Lenet5Mask need, S activation, S pooling, double negative_slope) {
-  const char* op = "lenet5_backward";
-  const Variant v = parse_variant(op, activation, pooling, negative_slope);
-  const Lenet5Weights w{w1, w2, f1w, f2w, f3w};
-  const Lenet5Saved sv = Lenet5Saved::from(op, saved);
-  check_lenet5_backward(op, grad, x, w, device_type());
-  at::AutoDispatchBelowADInplaceOrView below_autograd;
-  if (auto fused = backward_fused(grad, x, w, sv, padding, need, v)) return *fused;
-  return layers().backward(grad, x, w, sv, padding, need, {activation, pooling, negative_slope});
+  return lenet5_backward_op(device_type(), &backward_fused, layers(), grad, x, {w1, w2, f1w, f2w, f3w}, saved,
+                            padding, need, {activation, pooling, negative_slope});
 }
 
 }  // namespace
