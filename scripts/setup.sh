@@ -7,9 +7,10 @@ export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
 export PATH="$CUDA_HOME/bin:$PATH"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || ! command -v cmake >/dev/null; then
+# clang-16: the CUDA harness's profiling build (tests/cudasim.py, benchmarks/gpu_profile.py).
+if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || ! command -v cmake >/dev/null || ! command -v clang++-16 >/dev/null; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist cmake g++ >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist cmake g++ clang-16 >/dev/null
 fi
 python3 -m pip install -q -r requirements-dev.txt
 # --no-build-isolation: build against the torch installed above (an isolated build would fetch

@@ -21,6 +21,13 @@
 //   - LENET_FAST_CUDASIM_ORDER=forward|reverse|shuffle[:seed] (or cudasim::set_order) orders the
 //     blocks of a grid and the threads of a block: a result that changes with it is a race or a
 //     missing barrier.
+//   - LENET_FAST_CUDASIM_PROFILE (the profiling build, tests/cudasim.py's load(profile=True)): the
+//     kernel sources are compiled by clang with -fsanitize-coverage=edge,trace-loads,trace-stores,
+//     and profile.cpp records every global and shared access and every basic block of every
+//     simulated thread, grouped per warp instruction as the GPU issues them. The harness's own
+//     functions are then LF_SIM_UNTRACED (not inlined, not instrumented), so that only kernel code
+//     is counted, and __shared__ arrays live in a section of their own (lf_shared) so that an
+//     address tells shared memory from global.
 // What it cannot show: speed, the GPU's memory model and caches, races between blocks (they never
 // overlap here), and the GPU compiler's floating-point choices (fused multiply-adds, fast math).
 #pragma once
@@ -50,12 +57,39 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#if defined(LENET_FAST_CUDASIM_PROFILE)
+#define __shared__ static __attribute__((section("lf_shared")))
+#define LF_SIM_UNTRACED __attribute__((noinline, no_sanitize("coverage")))
+#else
 #define __shared__ static  // one copy, shared by the threads of the block that is running
+#define LF_SIM_UNTRACED
+#endif
 // __restrict__ is accepted by GCC and Clang as it is.
 
 constexpr int warpSize = 32;
 
 namespace cudasim {
+
+#if defined(LENET_FAST_CUDASIM_PROFILE)
+// The profiler's side of the harness (profile.cpp): what a launch, a block and a barrier tell it.
+namespace profile {
+void launch_begin(const void* kernel, dim3 grid, dim3 block, size_t shared);
+void launch_end();
+void block_begin(unsigned threads, const void* dynamic_shared, size_t dynamic_bytes);
+void barrier();    // every thread of the block is at the same __syncthreads()
+void block_end();
+// Records from now on, clearing what was recorded. max_blocks > 0: every launch runs its first
+// max_blocks blocks only (a sample, for a grid of identical blocks; what the rest would have
+// written stays unwritten) and reports the grid's size beside the blocks it ran.
+void start(const char* label = nullptr, long long max_blocks = 0);
+long long max_blocks();
+void set_label(const char* label);        // names the launches that follow
+std::string stop();                       // stops; what was recorded, as JSON (profile.cpp)
+}  // namespace profile
+#define LF_SIM_PROFILE(call) ::cudasim::profile::call
+#else
+#define LF_SIM_PROFILE(call) ((void)0)
+#endif
 
 namespace detail {
 
@@ -97,7 +131,9 @@ struct Block {
   std::vector<Thread> threads;
   std::vector<unsigned> order;  // the order threads are started and resumed in
   void* dynamic_shared = nullptr;
-  const std::function<void()>* body = nullptr;
+  size_t dynamic_bytes = 0;
+  void (*body)(const void*) = nullptr;  // runs the kernel on its arguments (ctx)
+  const void* ctx = nullptr;
   std::string error;          // the first error; stops the block
   cudaError_t code = cudaSuccess;
   // fibers
@@ -131,7 +167,7 @@ inline void fail(Block& b, cudaError_t code, const std::string& why) {
 
 // Releases the barrier and the warp groups that can go on, or records why nothing can. Called with
 // the block's state consistent (fibers: always; threads: under b.mu) after any thread changes state.
-inline void progress(Block& b) {
+LF_SIM_UNTRACED inline void progress(Block& b) {
   // While a thread still runs, nothing can complete or be known stuck: it will call here again when
   // it waits or exits. (So the scan below runs once per barrier, not once per arriving thread.)
   if (b.ready > 0) return;
@@ -156,6 +192,7 @@ inline void progress(Block& b) {
     return fail(b, cudaErrorLaunchFailure, name(*done) + " exited while " + name(*at_bar) + " waits at the __syncthreads() at " +
                 where(at_bar->site_file, at_bar->site_line) + " (every thread of a block must reach it)");
   if (at_bar && all_at_bar) {
+    LF_SIM_PROFILE(barrier());
     for (Thread& t : b.threads) t.state = State::Ready;
     b.ready = b.count;
     return;
@@ -245,7 +282,7 @@ inline void progress(Block& b) {
 }
 
 // Blocks the calling CUDA thread until the scheduler makes it Ready again.
-inline void wait(Thread& t) {
+LF_SIM_UNTRACED inline void wait(Thread& t) {
   Block& b = *t.block;
   if (settings().mode == Mode::Fibers) {
     progress(b);
@@ -264,15 +301,15 @@ inline void wait(Thread& t) {
   lock.release();
 }
 
-inline void lock_block(Block& b) {
+LF_SIM_UNTRACED inline void lock_block(Block& b) {
   if (settings().mode == Mode::Threads) b.mu.lock();
 }
-inline void unlock_block(Block& b) {
+LF_SIM_UNTRACED inline void unlock_block(Block& b) {
   if (settings().mode == Mode::Threads) b.mu.unlock();
 }
 
 // An error raised by kernel code itself (a device-side assert): stop this block.
-[[noreturn]] inline void kernel_error(cudaError_t code, const std::string& why) {
+[[noreturn]] LF_SIM_UNTRACED inline void kernel_error(cudaError_t code, const std::string& why) {
   Thread& t = *current.thread;
   Block& b = *t.block;
   lock_block(b);
@@ -287,7 +324,7 @@ inline void unlock_block(Block& b) {
   std::abort();
 }
 
-inline void syncthreads(const char* file, int line) {
+LF_SIM_UNTRACED inline void syncthreads(const char* file, int line) {
   Thread& t = *current.thread;
   lock_block(*t.block);
   t.state = State::AtBarrier;
@@ -299,7 +336,7 @@ inline void syncthreads(const char* file, int line) {
 }
 
 template <class T>
-T warp_op(WarpKind kind, unsigned mask, T value, int arg, int width, const char* file, int line) {
+LF_SIM_UNTRACED T warp_op(WarpKind kind, unsigned mask, T value, int arg, int width, const char* file, int line) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "warp operations move up to 8 bytes");
   Thread& t = *current.thread;
   Block& b = *t.block;
@@ -322,10 +359,10 @@ T warp_op(WarpKind kind, unsigned mask, T value, int arg, int width, const char*
   return out;
 }
 
-inline void run_thread(Thread& t) {
+LF_SIM_UNTRACED inline void run_thread(Thread& t) {
   current.thread = &t;
   current.block = t.block;
-  (*t.block->body)();
+  t.block->body(t.block->ctx);
   lock_block(*t.block);
   t.state = State::Done;
   const unsigned ready = --t.block->ready;
@@ -335,7 +372,7 @@ inline void run_thread(Thread& t) {
   unlock_block(*t.block);
 }
 
-inline void fiber_entry(unsigned hi, unsigned lo) {
+LF_SIM_UNTRACED inline void fiber_entry(unsigned hi, unsigned lo) {
   Thread& t = *reinterpret_cast<Thread*>((static_cast<uintptr_t>(hi) << 32) | lo);
   run_thread(t);
   _longjmp(t.block->scheduler_jump, 1);
@@ -344,7 +381,7 @@ inline void fiber_entry(unsigned hi, unsigned lo) {
 constexpr size_t kStackBytes = 256 * 1024;
 
 // Runs one block to the end (or its first error).
-inline void run_block(Block& b, std::vector<std::unique_ptr<char[]>>& stacks) {
+LF_SIM_UNTRACED inline void run_block(Block& b, std::vector<std::unique_ptr<char[]>>& stacks) {
   for (unsigned i : b.order) {
     Thread& t = b.threads[i];
     t.state = State::Ready;
@@ -394,7 +431,7 @@ inline std::vector<unsigned> permutation(unsigned n, Order order, std::mt19937& 
   return p;
 }
 
-inline cudaError_t launch(const void* kernel, const std::function<void()>& body, dim3 grid, dim3 block,
+LF_SIM_UNTRACED inline cudaError_t launch(const void* kernel, void (*body)(const void*), const void* ctx, dim3 grid, dim3 block,
                           size_t shared, const char* file, int line) {
   const std::string at = " (launch at " + where(file, line) + ")";
   const unsigned long long g[3] = {grid.x, grid.y, grid.z};
@@ -417,6 +454,7 @@ inline cudaError_t launch(const void* kernel, const std::function<void()>& body,
                      std::to_string(shared_limit(kernel)) + " this kernel may use" +
                      (shared <= kMaxOptInSharedBytes ? " (cudaFuncSetAttribute opts in to up to 227 KiB)" : "") + at);
   ++stats().launches;
+  LF_SIM_PROFILE(launch_begin(kernel, grid, block, shared));
   Settings& s = settings();
   std::mt19937 rng(s.seed);
   const unsigned long long nblocks = g[0] * g[1] * g[2];
@@ -428,13 +466,19 @@ inline cudaError_t launch(const void* kernel, const std::function<void()>& body,
   std::vector<std::unique_ptr<char[]>> stacks;
   if (s.mode == Mode::Fibers)
     for (unsigned i = 0; i < count; ++i) stacks.emplace_back(new char[kStackBytes]);
+  unsigned long long ran = 0;
   for (unsigned long long lb : blocks) {
+#if defined(LENET_FAST_CUDASIM_PROFILE)
+    if (profile::max_blocks() > 0 && ran >= static_cast<unsigned long long>(profile::max_blocks())) break;
+#endif
+    ++ran;
     Block b;
     b.idx = uint3{static_cast<unsigned>(lb % g[0]), static_cast<unsigned>(lb / g[0] % g[1]), static_cast<unsigned>(lb / (g[0] * g[1]))};
     b.dim = block;
     b.grid = grid;
     b.count = static_cast<unsigned>(count);
-    b.body = &body;
+    b.body = body;
+    b.ctx = ctx;
     b.threads.resize(count);
     for (unsigned i = 0; i < count; ++i) {
       Thread& t = b.threads[i];
@@ -448,12 +492,20 @@ inline cudaError_t launch(const void* kernel, const std::function<void()>& body,
       dyn.reset(static_cast<char*>(std::malloc(shared)));
       std::memset(dyn.get(), 0xFF, shared);  // NaN until written
       b.dynamic_shared = dyn.get();
+      b.dynamic_bytes = shared;
     }
+    LF_SIM_PROFILE(block_begin(b.count, b.dynamic_shared, b.dynamic_bytes));
     run_block(b, stacks);
+    current = Current{};  // host code again: nothing the profiler would count as a kernel's
+    LF_SIM_PROFILE(block_end());
     ++stats().blocks;
     stats().threads += count;
-    if (!b.error.empty()) return set_error(b.code, b.error + at);
+    if (!b.error.empty()) {
+      LF_SIM_PROFILE(launch_end());
+      return set_error(b.code, b.error + at);
+    }
   }
+  LF_SIM_PROFILE(launch_end());
   return cudaSuccess;
 }
 
@@ -469,11 +521,17 @@ struct Launch {
   void operator()(Args&&... args) const {
     static_assert(sizeof...(Args) == sizeof...(Params), "kernel launched with the wrong number of arguments");
     // Arguments are copied once, converted to the parameter types, as a CUDA launch does.
-    auto params = std::make_shared<std::tuple<std::decay_t<Params>...>>(std::forward<Args>(args)...);
-    auto* k = kernel;
-    const std::function<void()> body = [k, params] { std::apply(k, *params); };
-    launch(reinterpret_cast<const void*>(kernel), body, grid, block, shared, file, line);
+    const Call call{kernel, std::tuple<std::decay_t<Params>...>(std::forward<Args>(args)...)};
+    launch(reinterpret_cast<const void*>(kernel), &Call::run, &call, grid, block, shared, file, line);
   }
+  struct Call {
+    void (*kernel)(Params...);
+    std::tuple<std::decay_t<Params>...> args;
+    LF_SIM_UNTRACED static void run(const void* self) {
+      const Call& c = *static_cast<const Call*>(self);
+      std::apply(c.kernel, c.args);
+    }
+  };
 };
 
 inline dim3 as_dim3(dim3 d) { return d; }
@@ -490,16 +548,16 @@ Launch<Params...> make_launch(void (*kernel)(Params...), G grid, B block, size_t
 }
 
 struct Index {  // threadIdx and friends: the running thread's coordinates
-  static uint3 thread() { return current.thread->idx; }
-  static uint3 block() { return current.block->idx; }
-  static dim3 block_dim() { return current.block->dim; }
-  static dim3 grid_dim() { return current.block->grid; }
+  LF_SIM_UNTRACED static uint3 thread() { return current.thread->idx; }
+  LF_SIM_UNTRACED static uint3 block() { return current.block->idx; }
+  LF_SIM_UNTRACED static dim3 block_dim() { return current.block->dim; }
+  LF_SIM_UNTRACED static dim3 grid_dim() { return current.block->grid; }
 };
 
 }  // namespace detail
 
 template <class T>
-T* dynamic_shared() {
+LF_SIM_UNTRACED T* dynamic_shared() {
   return static_cast<T*>(detail::current.block->dynamic_shared);
 }
 

@@ -3,7 +3,8 @@
 // namespace lenet_fast_cudasim, implemented for CPU tensors by the CUDA glue and the CUDA kernels
 // running under this harness; plus two controls for the tests. Built by tests/cudasim.py from the
 // same ops/cuda/*.cpp and kernels/cuda/*.cu a CUDA build compiles, with this file in place of
-// ops/cuda/device_cuda.cpp.
+// ops/cuda/device_cuda.cpp. The profiling build (LENET_FAST_CUDASIM_PROFILE) is the same library
+// under the namespace lenet_fast_cudaprof, with the profiler's controls (profile.cpp).
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
@@ -13,6 +14,18 @@
 #include <vector>
 
 #include "ops/cuda/context.h"
+
+#if defined(LENET_FAST_CUDASIM_PROFILE)
+#include "cudasim/device.h"  // the profiler's controls
+#define LF_SIM_LIBRARY lenet_fast_cudaprof
+#else
+#define LF_SIM_LIBRARY lenet_fast_cudasim
+#endif
+#define LF_SIM_STR2(x) #x
+#define LF_SIM_STR(x) LF_SIM_STR2(x)
+// TORCH_LIBRARY pastes its namespace argument: one more level, so that the macro expands first.
+#define LF_SIM_TORCH_LIBRARY(ns, m) TORCH_LIBRARY(ns, m)
+#define LF_SIM_TORCH_LIBRARY_IMPL(ns, k, m) TORCH_LIBRARY_IMPL(ns, k, m)
 
 namespace lenet_fast {
 namespace cuda {
@@ -32,7 +45,7 @@ void check_launch(const char* op, cudaError_t err) {
               cudasim::last_error_detail(), ")");
 }
 
-const char* op_namespace() { return "lenet_fast_cudasim"; }
+const char* op_namespace() { return LF_SIM_STR(LF_SIM_LIBRARY); }
 
 }  // namespace cuda
 }  // namespace lenet_fast
@@ -49,21 +62,32 @@ std::vector<int64_t> stats() {
   return {cudasim::stats().launches.load(), cudasim::stats().blocks.load(), cudasim::stats().threads.load()};
 }
 
+#if defined(LENET_FAST_CUDASIM_PROFILE)
+void profile_start(int64_t max_blocks) { cudasim::profile::start(nullptr, max_blocks); }
+void profile_label(const std::string& label) { cudasim::profile::set_label(label.c_str()); }
+std::string profile_stop() { return cudasim::profile::stop(); }
+#endif
+
 }  // namespace
 
-TORCH_LIBRARY(lenet_fast_cudasim, m) {
+LF_SIM_TORCH_LIBRARY(LF_SIM_LIBRARY, m) {
   int defined = 0;
   for (const c10::OperatorName& name : c10::Dispatcher::singleton().getAllOpNames()) {
     if (name.name.rfind("lenet_fast::", 0) != 0 || name.name.rfind("lenet_fast::triton_", 0) == 0) continue;
     const auto op = c10::Dispatcher::singleton().findSchema(name);
     std::string schema = c10::toString(op->schema());
-    schema.replace(0, std::string("lenet_fast::").size(), "lenet_fast_cudasim::");
+    schema.replace(0, std::string("lenet_fast::").size(), LF_SIM_STR(LF_SIM_LIBRARY) "::");
     m.def(schema.c_str());
     ++defined;
   }
-  TORCH_CHECK(defined > 0, "lenet_fast_cudasim: load lenet_fast (import lenet_fast) before the simulated build");
+  TORCH_CHECK(defined > 0, LF_SIM_STR(LF_SIM_LIBRARY) ": load lenet_fast (import lenet_fast) before the simulated build");
   m.def("_set_order(int order, int seed) -> ()", &set_order);
   m.def("_stats() -> int[]", &stats);
+#if defined(LENET_FAST_CUDASIM_PROFILE)
+  m.def("_profile_start(int max_blocks) -> ()", &profile_start);
+  m.def("_profile_label(str label) -> ()", &profile_label);
+  m.def("_profile_stop() -> str", &profile_stop);
+#endif
 }
 
-TORCH_LIBRARY_IMPL(lenet_fast_cudasim, CPU, m) { lenet_fast::cuda::register_ops(m); }
+LF_SIM_TORCH_LIBRARY_IMPL(LF_SIM_LIBRARY, CPU, m) { lenet_fast::cuda::register_ops(m); }

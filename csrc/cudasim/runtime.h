@@ -9,7 +9,7 @@
 // error inside a kernel (a device-side assert, a barrier reached by some threads only, a
 // deadlock, a shuffle from a lane outside its mask) stops the launch and sets it too, with
 // cudasim::last_error_detail() saying where. Allocations (cudaMalloc) are exact-size heap blocks
-// filled with 0xFF bytes: an uninitialised float reads as NaN, and AddressSanitizer reports a
+// aligned to 256 bytes as on the GPU, filled with 0xFF bytes: an uninitialised float reads as NaN, and AddressSanitizer reports a
 // read or write past the end at the kernel's source line.
 #pragma once
 
@@ -184,7 +184,9 @@ cudaError_t cudaFuncSetAttribute(Kernel* kernel, cudaFuncAttribute attr, int val
 }
 
 inline cudaError_t cudaMalloc(void** ptr, size_t bytes) {
-  *ptr = std::malloc(bytes ? bytes : 1);  // exact size: a sanitizer sees the first byte past the end
+  // Exact size, so that a sanitizer sees the first byte past the end; aligned to 256 bytes, as
+  // cudaMalloc's allocations are (the profiler counts 32-byte sectors from the addresses).
+  if (posix_memalign(ptr, 256, bytes ? bytes : 1) != 0) *ptr = nullptr;
   if (!*ptr) return cudasim::set_error(cudaErrorMemoryAllocation, "cudaMalloc");
   std::memset(*ptr, 0xFF, bytes);  // uninitialised floats read as NaN
   return cudaSuccess;
