@@ -142,8 +142,13 @@ int main() {
     Buffer g3(N * J3, true), g2(N * G::kJ2), g1(N * G::kJ1), dpre2(N * 1600), dp1(N * 1176);
     Buffer partial(grad_chunks(N) * L.total), grads(L.total);  // ten gradients side by side
     const int64_t at[10] = {L.w1, L.b1, L.w2, L.b2, L.f1w, L.f1b, L.f2w, L.f2b, L.f3w, L.f3b};
+    const int64_t size[10] = {6 * 25, 6, 16 * 6 * 25, 16, 120 * 400, 120, 84 * 120, 84, J3 * 84, J3};
     NetGradOut out{};
-    for (int i = 0; i < 10; ++i) out.p[i] = grads.dev + at[i];
+    for (int i = 0; i < 10; ++i) {
+      out.p[i] = grads.dev + at[i];
+      const int64_t end = i < 9 ? at[i + 1] : L.total;  // the layout's padding after part i: no kernel writes it
+      cudaMemset(grads.dev + at[i] + size[i], 0, sizeof(float) * (end - at[i] - size[i]));
+    }
     check("whole network backward", launch_net_backward(g3.dev, x.dev, p, s, {g2.dev, g1.dev, dpre2.dev, dp1.dev}, partial.dev,
                                                         out, N, 28, 28, 2, J3, tanh_avg, nullptr), {&g2, &g1, &dpre2, &dp1, &grads});
     check("whole network forward, training, relu + max", launch_net_forward(x.dev, nullptr, 0, 1, p, logits_t.dev, &s, N, 28, 28, 2, J3, relu_max, nullptr),

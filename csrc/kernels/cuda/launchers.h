@@ -146,27 +146,35 @@ struct NetGradOut {  // where the ten parameter gradients go, in model order (co
 // Offsets of each parameter's gradient in the flat partial sums (the model's parameter order).
 struct NetLayout {
   int64_t w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b, total;
+  int64_t J3;  // fc3's rows (classes)
 };
+// Every part starts on a 32-float (128-byte) boundary, and so does every chunk's row of partial
+// sums: a warp's 32 consecutive entries are 4 whole sectors and never straddle two parameters.
 LF_HD NetLayout net_layout(int64_t J3) {
   using G = NetGeometry;
+  const auto after = [](int64_t start, int64_t size) { return (start + size + 31) / 32 * 32; };
   NetLayout L{};
+  L.J3 = J3;
   L.w1 = 0;
-  L.b1 = L.w1 + G::kC1 * kTaps;
-  L.w2 = L.b1 + G::kC1;
-  L.b2 = L.w2 + G::kC2 * G::kC1 * kTaps;
-  L.f1w = L.b2 + G::kC2;
-  L.f1b = L.f1w + G::kJ1 * G::kF;
-  L.f2w = L.f1b + G::kJ1;
-  L.f2b = L.f2w + G::kJ2 * G::kJ1;
-  L.f3w = L.f2b + G::kJ2;
-  L.f3b = L.f3w + J3 * G::kJ2;
-  L.total = L.f3b + J3;
+  L.b1 = after(L.w1, G::kC1 * kTaps);
+  L.w2 = after(L.b1, G::kC1);
+  L.b2 = after(L.w2, G::kC2 * G::kC1 * kTaps);
+  L.f1w = after(L.b2, G::kC2);
+  L.f1b = after(L.f1w, G::kJ1 * G::kF);
+  L.f2w = after(L.f1b, G::kJ1);
+  L.f2b = after(L.f2w, G::kJ2 * G::kJ1);
+  L.f3w = after(L.f2b, G::kJ2);
+  L.f3b = after(L.f3w, J3 * G::kJ2);
+  L.total = after(L.f3b, J3);
   return L;
 }
 
 // Images per block of the forward kernel: 1 while that leaves the GPU's SMs short of work, 8 for
 // large batches (a function of N alone).
 inline int net_forward_tile(int64_t N) { return N < 4096 ? 1 : 8; }
+// Images per block of the backward-data kernel: 1 below the same batch (at batch 64, 64 blocks
+// instead of 16), 4 above it (each fc weight read from global memory serves 4 images).
+inline int net_backward_tile(int64_t N) { return N < 4096 ? 1 : 4; }
 
 // The weight gradients' split: images per partial sum (grad_chunk); rows of a fully connected
 // layer per job; jobs per chunk.

@@ -48,34 +48,59 @@ constexpr int kA2 = G::kC2 * G::kO2 * G::kO2;        // 1600
 constexpr int kMaxJ = G::kMaxClasses > G::kJ1 ? G::kMaxClasses : G::kJ1;
 static_assert(G::kF + G::kJ1 + G::kJ2 <= kInPlane, "p2, h1, h2 overlay the staged input");
 
+// Row stride of the staged fc weights (kKC, J): odd, so that the 32 lanes storing one row's 32
+// columns (kk = 0..31 of row r, at kk * stride + r) hit 32 different banks.
+__host__ __device__ constexpr int staged_stride(int J) { return J | 1; }
 // Shared memory of net_forward_kernel<TILE>, in floats.
-constexpr int forward_smem_floats(int tile) { return kConvWeightsPadded + tile * (kInPlane + kP1) + kKC * kMaxJ; }
+constexpr int forward_smem_floats(int tile) {
+  return kConvWeightsPadded + tile * (kInPlane + kP1) + kKC * staged_stride(kMaxJ);
+}
 
 // out[t][j] = act(sum_k in[t][k] W[j][k] + b[j]) for the tile's images t < TILE and j < J, in
-// and out in shared memory, W (J, K) and b in global memory, W staged through s_wc. Each thread
-// owns one j for IPT images (one item per thread: J * TILE / IPT <= blockDim.x). Called by every
-// thread of the block (it synchronises).
+// and out in shared memory, W (J, K) and b in global memory, W staged through s_wc (kKC rows of
+// staged_stride(J)): a warp reads 32 consecutive columns of one row of W (coalesced) and stores
+// them down a column of s_wc (conflict-free, the stride being odd). Each thread owns one j for IPT
+// images (one item per thread: J * TILE / IPT <= blockDim.x). Called by every thread of the block
+// (it synchronises).
 template <int TILE, bool ACT, Act A>
 __device__ void block_linear(const float* s_in, int in_stride, const float* __restrict__ W,
                              const float* __restrict__ b, int J, int K, float* s_out, int out_stride,
                              float* s_wc, float slope) {
+  if constexpr (TILE == 1) {
+    // One image: a staged weight would serve one multiply, so none is staged. A warp takes an
+    // output j at a time, its lanes 32 consecutive k of W's row j (coalesced) against the input
+    // (conflict-free), then a shuffle tree adds the lanes' sums in a fixed order.
+    const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    __syncthreads();  // s_in is complete
+    for (int j = threadIdx.x / 32; j < J; j += warps) {
+      const float* w = W + (int64_t)j * K;
+      float acc = 0.0f;
+      for (int k = lane; k < K; k += 32) acc += s_in[k] * w[k];
+#pragma unroll
+      for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+      if (lane == 0) s_out[j] = ACT ? act_f32<A>(acc + b[j], slope) : acc + b[j];
+    }
+    __syncthreads();
+    return;
+  }
   constexpr int IPT = TILE < 4 ? TILE : 4;
   const int item = threadIdx.x, j = item % J, t0 = (item / J) * IPT;
   const bool active = item < J * (TILE / IPT);
   float acc[IPT];
 #pragma unroll
   for (int u = 0; u < IPT; ++u) acc[u] = 0.0f;
+  const int stride = staged_stride(J);
   for (int k0 = 0; k0 < K; k0 += kKC) {
     const int kn = min(kKC, K - k0);
     __syncthreads();  // the previous step's reads of s_wc are done
-    for (int i = threadIdx.x; i < J * kn; i += blockDim.x) {
-      const int r = i / kn, kk = i % kn;
-      s_wc[kk * J + r] = W[(int64_t)r * K + k0 + kk];
+    for (int i = threadIdx.x; i < J * kKC; i += blockDim.x) {
+      const int r = i / kKC, kk = i % kKC;  // kKC is a power of 2: shifts, not divisions
+      if (kk < kn) s_wc[kk * stride + r] = W[(int64_t)r * K + k0 + kk];
     }
     __syncthreads();
     if (active) {
       for (int kk = 0; kk < kn; ++kk) {
-        const float w = s_wc[kk * J + j];
+        const float w = s_wc[kk * stride + j];
 #pragma unroll
         for (int u = 0; u < IPT; ++u) acc[u] += s_in[(t0 + u) * in_stride + k0 + kk] * w;
       }
@@ -105,8 +130,14 @@ __device__ __forceinline__ void stage_conv_weights(const NetParams& p, float* s_
   for (int i = tid; i < G::kC2; i += nt) s_b2[i] = p.b2[i];
 }
 
-// The tile's images, zero-padded to (TILE, 32, 32); images past N are zeros. uint8 pixels are
-// normalised here, as the CPU's normalize_u8 does.
+// Where column x of row y of a staged (32, 32) image plane sits in its row: x ^ ((y >> 1) & 1). The
+// conv1 windows of a warp span 3 rows of windows 2 image rows apart (64 floats, the same banks) and
+// read every other column; flipping the column's low bit on alternate window rows puts those rows
+// on the odd banks, so a patch load asks a bank for at most 2 words (3 without).
+__host__ __device__ constexpr int staged_col(int y, int x) { return x ^ ((y >> 1) & 1); }
+
+// The tile's images, zero-padded to (TILE, 32, 32) (columns placed by staged_col); images past N
+// are zeros. uint8 pixels are normalised here, as the CPU's normalize_u8 does.
 template <int TILE, typename In>
 __device__ __forceinline__ void stage_images(const In* __restrict__ x, float mean, float std, int64_t n0, int64_t N,
                                              int H, int W, int pad, float* s_in) {
@@ -122,7 +153,7 @@ __device__ __forceinline__ void stage_images(const In* __restrict__ x, float mea
       else
         v = raw;
     }
-    s_in[i] = v;
+    s_in[i - i % G::kPadded + staged_col(yy + pad, xx + pad)] = v;
   }
 }
 
@@ -137,9 +168,16 @@ __device__ __forceinline__ void conv1_act_pool(const float* s_in, const float* s
     float patch[6][6];
     const float* src = s_in + t * kInPlane + 2 * qy * G::kPadded + 2 * qx;
 #pragma unroll
-    for (int r = 0; r < 6; ++r)
+    for (int r = 0; r < 6; ++r) {
+      // Row 2 qy + r was staged with its columns' low bit flipped when ((2 qy + r) >> 1) is odd
+      // (staged_col): place 2 qx + c holds column 2 qx + (c ^ flip). Load in place, swap in registers.
+      const bool flip = ((qy + (r >> 1)) & 1) != 0;
+      float v[6];
 #pragma unroll
-      for (int c = 0; c < 6; ++c) patch[r][c] = src[r * G::kPadded + c];
+      for (int c = 0; c < 6; ++c) v[c] = src[r * G::kPadded + c];
+#pragma unroll
+      for (int c = 0; c < 6; ++c) patch[r][c] = flip ? v[c ^ 1] : v[c];
+    }
     const int64_t n = n0 + t;
     for (int oc = 0; oc < G::kC1; ++oc) {
       float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -172,15 +210,17 @@ __device__ __forceinline__ void conv1_act_pool(const float* s_in, const float* s
 }
 
 // conv2 + activation + pool, s_p1 -> s_p2 (TILE, 400) in the flatten order: one 2x2 window, 4 of
-// the 16 channels, per item. SAVE: also p2 and the pooling's input act2, for the images < N.
+// the 16 channels, per item. The channel group is the fastest index of the items, so a warp holds 8
+// windows (its patch loads hit at most 2 words per bank; each window's 4 lanes share them) and
+// reads 4 weights a step, 600 words apart (4 banks). SAVE: also p2 and the pooling's input act2,
+// for the images < N.
 template <int TILE, bool SAVE, Act A, Pool PL>
 __device__ __forceinline__ void conv2_act_pool(const float* s_p1, const float* s_w2, const float* s_b2, float* s_p2,
                                                const NetSaved& saved, int64_t n0, int64_t N, float slope) {
   constexpr int kGroups = G::kC2 / 4;
   const int tid = threadIdx.x, nt = blockDim.x;
   for (int item = tid; item < TILE * kGroups * G::kQ2 * G::kQ2; item += nt) {
-    const int q = item % (G::kQ2 * G::kQ2), og = (item / (G::kQ2 * G::kQ2)) % kGroups,
-              t = item / (G::kQ2 * G::kQ2 * kGroups);
+    const int og = item % kGroups, q = (item / kGroups) % (G::kQ2 * G::kQ2), t = item / (G::kQ2 * G::kQ2 * kGroups);
     const int qy = q / G::kQ2, qx = q % G::kQ2;
     float a[4][4] = {};
     for (int ic = 0; ic < G::kC1; ++ic) {
@@ -294,10 +334,9 @@ __device__ void block_linear_backward(const float* s_g, int J, const float* __re
   __syncthreads();
 }
 
-constexpr int kBackTile = 4;
-// Shared memory of net_backward_data_kernel, in floats.
-constexpr int backward_smem_floats() {
-  return kBackTile * (kMaxJ + G::kJ2 + G::kJ1 + G::kF + kA2) + G::kC2 * G::kC1 * kTaps;
+// Shared memory of net_backward_data_kernel<TILE>, in floats.
+constexpr int backward_smem_floats(int tile) {
+  return tile * (kMaxJ + G::kJ2 + G::kJ1 + G::kF + kA2) + G::kC2 * G::kC1 * kTaps;
 }
 
 // The stages of net_backward_data_kernel, each called by every thread of the block; the kernel
@@ -342,12 +381,15 @@ __device__ __forceinline__ void conv2_input_grad(const float* s_d2, const float*
     for (int oc = 0; oc < G::kC2; ++oc) {
       const float* gp = s_d2 + t * kA2 + oc * G::kO2 * G::kO2;
       const float* wp = s_w2 + (oc * G::kC1 + ic) * kTaps;
+      // Unrolled: every tap is its own instruction, the lanes outside the plane predicated off
+      // (no lane runs ahead of its warp through a loop the others skip).
+#pragma unroll
       for (int kh = 0; kh < kKernel; ++kh) {
         const int sy = yy - kh;
-        if (sy < 0 || sy >= G::kO2) continue;
+#pragma unroll
         for (int kw = 0; kw < kKernel; ++kw) {
           const int sx = xx - kw;
-          if (sx >= 0 && sx < G::kO2) acc += gp[sy * G::kO2 + sx] * wp[kh * kKernel + kw];
+          if (sy >= 0 && sy < G::kO2 && sx >= 0 && sx < G::kO2) acc += gp[sy * G::kO2 + sx] * wp[kh * kKernel + kw];
         }
       }
     }
@@ -505,18 +547,21 @@ __global__ void __launch_bounds__(kThreads, 2) net_weight_grad_kernel(NetJobArgs
 }
 
 // Entry i of the parameters' gradients = sum over chunks c of partial[c][i], in chunk order,
-// written to the parameter tensor it belongs to.
+// written to the parameter tensor it belongs to; the layout's padding between parts is skipped.
 __global__ void __launch_bounds__(kThreads) net_reduce_kernel(const float* __restrict__ partial, NetGradOut out, NetLayout L, int64_t chunks) {
   const int64_t start[10] = {L.w1, L.b1, L.w2, L.b2, L.f1w, L.f1b, L.f2w, L.f2b, L.f3w, L.f3b};
+  const int64_t size[10] = {G::kC1 * kTaps, G::kC1, G::kC2 * G::kC1 * kTaps, G::kC2, G::kJ1 * G::kF, G::kJ1,
+                            G::kJ2 * G::kJ1, G::kJ2, L.J3 * G::kJ2, L.J3};
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < L.total; i += int64_t{blockDim.x} * gridDim.x) {
-    float s = 0.0f;
-    for (int64_t c = 0; c < chunks; ++c) s += partial[c * L.total + i];
     // The parameter i falls in: a fully unrolled scan, so that start[] and out.p[] are only ever
     // indexed by constants and stay in registers (a run-time index puts them on the stack).
-    float* dst = out.p[0] + i;
+    float* dst = nullptr;
 #pragma unroll
-    for (int k = 1; k < 10; ++k)
-      if (i >= start[k]) dst = out.p[k] + (i - start[k]);
+    for (int k = 0; k < 10; ++k)
+      if (i >= start[k] && i < start[k] + size[k]) dst = out.p[k] + (i - start[k]);
+    if (!dst) continue;  // padding
+    float s = 0.0f;
+    for (int64_t c = 0; c < chunks; ++c) s += partial[c * L.total + i];
     *dst = s;
   }
 }
@@ -538,6 +583,18 @@ cudaError_t forward_tile(const In* x, float mean, float std, const NetParams& p,
   LF_LAUNCH(kernel, blocks, kThreads, bytes, stream)(x, mean, std, p, logits, s, N, static_cast<int>(H),
                                                        static_cast<int>(W), static_cast<int>(pad), static_cast<int>(J3),
                                                        slope);
+  return cudaGetLastError();
+}
+
+template <int TILE, Act A, Pool PL>
+cudaError_t backward_data(const float* g3, const NetParams& p, const NetSaved& s, const NetGrads& d, int64_t N,
+                          int64_t J3, float slope, cudaStream_t stream) {
+  const auto kernel = net_backward_data_kernel<TILE, A, PL>;
+  const size_t bytes = sizeof(float) * backward_smem_floats(TILE);
+  cudaError_t err = allow_shared(kernel, bytes);
+  if (err != cudaSuccess) return err;
+  LF_LAUNCH(kernel, static_cast<unsigned int>((N + TILE - 1) / TILE), kThreads, bytes, stream)(
+      g3, p, s, d, N, static_cast<int>(J3), slope);
   return cudaGetLastError();
 }
 
@@ -577,7 +634,6 @@ cudaError_t launch_net_backward(const float* g3, const float* x, const NetParams
                                 const NetGrads& d, float* partial, const NetGradOut& out, int64_t N, int64_t H, int64_t W,
                                 int64_t pad, int64_t J3, const Variant& v, cudaStream_t stream) {
   if (N == 0) return cudaSuccess;
-  const size_t back_bytes = sizeof(float) * backward_smem_floats();
   const NetJobArgs a{x, s.act1, s.p1, s.p2, s.h1, s.h2, d.dp1, d.dpre2, d.g1, d.g2, g3,
                      static_cast<int>(H), static_cast<int>(W), static_cast<int>(pad), static_cast<int>(J3), v.slope};
   const int64_t chunk = grad_chunk(N), chunks = grad_chunks(N);
@@ -586,11 +642,9 @@ cudaError_t launch_net_backward(const float* g3, const float* x, const NetParams
   with_variant(v, [&](auto act, auto pool) {
     constexpr Act A = decltype(act)::value;
     constexpr Pool PL = decltype(pool)::value;
-    const auto data_kernel = net_backward_data_kernel<kBackTile, A, PL>;
-    if ((err = allow_shared(data_kernel, back_bytes)) != cudaSuccess) return;
-    LF_LAUNCH(data_kernel, static_cast<unsigned int>((N + kBackTile - 1) / kBackTile), kThreads, back_bytes, stream)(
-        g3, p, s, d, N, static_cast<int>(J3), v.slope);
-    if ((err = cudaGetLastError()) != cudaSuccess) return;
+    err = net_backward_tile(N) == 1 ? backward_data<1, A, PL>(g3, p, s, d, N, J3, v.slope, stream)
+                                    : backward_data<4, A, PL>(g3, p, s, d, N, J3, v.slope, stream);
+    if (err != cudaSuccess) return;
     const auto grad_kernel = net_weight_grad_kernel<A, PL>;
     LF_LAUNCH(grad_kernel, dim3(static_cast<unsigned int>(chunks), static_cast<unsigned int>(net_jobs(J3))), kThreads,
               bytes, stream)(a, partial, N, chunk);
