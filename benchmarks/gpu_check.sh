@@ -11,8 +11,9 @@
 #   2. smoke: every CUDA op against the CPU kernels, forward and backward, odd sizes
 #      (benchmarks/gpu_smoke.py): a table of check, max abs/rel error, PASS/FAIL
 #   3. a short benchmark (python -m lenet_fast.bench --check: inference at 64, 1024, 1, 65536 and
-#      the training step at 64, 1024; lenet_fast, stock eager, stock torch.compile), then the CUDA
-#      tests (pytest -m cuda), each failure by name
+#      the training step at 64, 1024; lenet_fast, stock eager, stock torch.compile), the whole-model
+#      calls timed beside the model's predicted H200 times (benchmarks/gpu_model_check.py), then the
+#      CUDA tests (pytest -m cuda), each failure by name
 #   4. compute-sanitizer memcheck and racecheck on lenet_fast's own kernels
 #      (benchmarks/sanitize_run.py); SKIP with the sanitizer's message where it refuses the device
 #   5. the training comparison (benchmarks/train_speed.py) when LENET_FAST_DATA_DIR holds the
@@ -22,9 +23,9 @@
 # budget ~30 s under the device tool's timeout so that the summary is complete. A step that fails
 # does not stop the later ones; every step appends to its log as it runs (and the benchmarks
 # rewrite their JSON after every case), so a step stopped at its limit keeps what it did.
-# It writes 8 files in OUTDIR (what the device tool brings back): summary.txt, build.log,
+# It writes 9 files in OUTDIR (what the device tool brings back): summary.txt, build.log,
 # tests.log (smoke + CUDA tests), sanitizer.log, bench.log (benchmark and training output),
-# bench-check.json, bench-full.json, train.json. Plots: python -m lenet_fast.bench --replot JSON.
+# bench-check.json, model-vs-measured.json, bench-full.json, train.json. Plots: python -m lenet_fast.bench --replot JSON.
 #
 # LENET_FAST_CHECK_DRY_RUN=1 proves the script on a machine without a GPU: the installed build
 # stands in for the build, the CPU for the GPU (smoke, benchmarks and training on tiny sizes), the
@@ -73,7 +74,7 @@ step() { local name=$1 cap=$2 log=$3; shift 3; echo "== $name" >> "$log"; run "$
 
 : > "$SUMMARY"
 for f in build tests sanitizer bench; do : > "$OUT/$f.log"; done
-rm -f "$OUT"/bench-check.json "$OUT"/bench-full.json "$OUT"/train.json
+rm -f "$OUT"/bench-check.json "$OUT"/model-vs-measured.json "$OUT"/bench-full.json "$OUT"/train.json
 note "lenet_fast GPU check, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), budget ${BUDGET} s$([ "$DRY" = 1 ] && echo ', DRY RUN (CPU stands in for the GPU)')"
 note "GPU: $( (command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "none (nvidia-smi not found or failed)") 2>&1 | head -n 1)"
 note "$("$PY" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "gpu", torch.cuda.is_available() and torch.cuda.get_device_name(0))' 2>&1 | tail -n 1)"
@@ -118,6 +119,9 @@ record "smoke (every op against the CPU kernels; the table above)" "$OUT/tests.l
 if [ "$DRY" = 1 ]; then SMALL=(--batch 2 --rounds 2 --round-ms 1 --no-compile --max-case-s 2); else SMALL=(--compile-mode default); fi
 step "bench --check (inference 64/1024/1/65536, train step 64/1024)" 150 "$OUT/bench.log" \
   "$PY" -P -m lenet_fast.bench --check --device "$DEV" "${SMALL[@]}" --json "$OUT/bench-check.json" --no-plot
+if [ "$DRY" = 1 ]; then MODEL_ARGS=(--device cpu --small --rounds 2); else MODEL_ARGS=(); fi
+step "model vs measured (the predicted H200 times of python -m lenet_fast.bench --gpu-model, timed here)" 60 "$OUT/bench.log" \
+  "$PY" -P benchmarks/gpu_model_check.py "${MODEL_ARGS[@]}" --json "$OUT/model-vs-measured.json" --table "$SUMMARY"
 XDIST=$("$PY" -c 'import xdist' 2>/dev/null && echo "-n 8" || true)
 step "CUDA tests (pytest -m cuda)" 200 "$OUT/tests.log" \
   "$PY" -P -m pytest tests -m cuda -q -rfE --tb=short -p no:cacheprovider $XDIST

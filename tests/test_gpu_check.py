@@ -15,7 +15,7 @@ from datasets import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {"summary.txt", "build.log", "tests.log", "sanitizer.log", "bench.log", "bench-check.json",
-         "bench-full.json", "train.json"}
+         "model-vs-measured.json", "bench-full.json", "train.json"}
 
 
 def test_gpu_check_script_parses():
@@ -36,16 +36,20 @@ def test_gpu_check_dry_run(tmp_path):
                        capture_output=True, text=True, timeout=600)
     summary = (out / "summary.txt").read_text()
     assert r.returncode == 0, summary + r.stderr[-2000:]
-    assert {p.name for p in out.iterdir()} == FILES  # nothing else: the device tool brings back 8 files
+    assert {p.name for p in out.iterdir()} == FILES  # nothing else: the device tool brings back 9 files
     steps = [line for line in summary.splitlines() if line.split(" ", 1)[0] in ("PASS", "FAIL", "SKIP", "TIME", "LOAD")]
     want = ["PASS  build", "LOAD  lenet_fast " + lenet_fast.build_info()["version"] + " loads", "PASS  smoke",
-            "PASS  bench --check", "PASS  CUDA tests", "SKIP  compute-sanitizer memcheck",
+            "PASS  bench --check", "PASS  model vs measured", "PASS  CUDA tests", "SKIP  compute-sanitizer memcheck",
             "SKIP  compute-sanitizer racecheck", "PASS  training comparison", "PASS  bench --full"]
     assert len(steps) == len(want) and all(s.startswith(w) for s, w in zip(steps, want)), summary
     assert "SKIP  compute-sanitizer memcheck: compute-sanitizer not found" in summary
     assert "smoke: 29 of 29 checks passed" in summary  # the table is in the summary, row by row
     check = json.loads((out / "bench-check.json").read_text())
     assert {(r["case"], r["contender"]) for r in check["results"]} >= {("inference", "lenet_fast"), ("train step", "stock eager")}
+    model = json.loads((out / "model-vs-measured.json").read_text())
+    assert [c["call"] for c in model["calls"]] == ["inference_64", "inference_1024", "inference_65536", "forward_backward_64"]
+    assert all(c["predicted_us"] > 0 and c["measured_us"] > 0 for c in model["calls"])
+    assert "model vs measured" in summary
     train = json.loads((out / "train.json").read_text())
     assert set(train["median_wall_seconds"]) == {"lenet_fast", "tutorial", "lenet_fast+tv", "stock+fast", "lenet_fast-eager"}
     assert json.loads((out / "bench-full.json").read_text())["results"]

@@ -6,6 +6,7 @@
     python -m lenet_fast.bench --case "train" --batch 64 --no-compile
     python -m lenet_fast.bench --variant all     # the model's variants (relu-max, ...): inference
                                                  # and training step at batch 64 each
+    python -m lenet_fast.bench --gpu-model       # predicted H200 time per CUDA kernel (no GPU needed)
 
 Contenders, all with identical weights:
     lenet_fast                       the package's model / op (native C++ or CUDA kernels)
@@ -74,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write environment and results here")
     p.add_argument("--plot", help="write the throughput plot here (default: the --json path with .png)")
     p.add_argument("--no-plot", action="store_true", help="write no plot (--replot makes it later from the JSON)")
+    p.add_argument("--gpu-model", action="store_true", help="print the predicted H200 time of every CUDA kernel "
+                   "from the CPU harness's profile (no GPU needed; lenet_fast.bench.gpu_model), then exit")
+    p.add_argument("--profile", metavar="JSON", help="--gpu-model's input (default: benchmarks/results/"
+                   "cudasim-profile.json of the checkout)")
     p.add_argument("--replot", metavar="JSON", help="only draw the plot of an earlier --json file (to --plot, "
                    "or beside it as .png), then exit")
     return p
@@ -151,6 +156,11 @@ def main(argv=None) -> list[Result]:
     variants = _chosen_variants(p, args)
     if args.replot:
         return _replot(p, args)
+    if args.gpu_model:
+        from . import gpu_model
+
+        gpu_model.main(args.profile, args.json)
+        return []
     devices = _devices(p, args)
     env = environment(devices)
     print(" ".join(f"{k}={v}" for k, v in env.items() if k != "lenet_fast_build"), flush=True)
