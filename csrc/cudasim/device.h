@@ -593,6 +593,12 @@ inline auto max(A a, B b) -> std::common_type_t<A, B> {
 
 inline int __popc(unsigned int x) { return __builtin_popcount(x); }
 
+// CUDA's float2, for 8-byte accesses.
+struct alignas(8) float2 {
+  float x, y;
+};
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
+
 inline float __int_as_float(int i) {
   float f;
   std::memcpy(&f, &i, sizeof f);

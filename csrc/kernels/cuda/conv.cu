@@ -87,11 +87,17 @@ __global__ void __launch_bounds__(kThreads) conv5x5_forward_kernel(
       const int icn = min(ic_chunk, IC - ic0);
       if (!(one_chunk && base > 0)) {  // stage this chunk (once, when all channels fit)
         __syncthreads();
-        for (int i = threadIdx.x; i < icn * Hp * Wp; i += blockDim.x) {
-          const int c = i / (Hp * Wp), yy = (i / Wp) % Hp - pad, xx = i % Wp - pad;
-          s_x[i] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
-                       ? xn[(int64_t)(ic0 + c) * H * W + yy * W + xx]
-                       : 0.0f;
+        // The padding's zeros, then the image with the lanes along its own rows (a warp reads 128
+        // contiguous bytes, not a padded row's worth of scattered pixels); the two loops write
+        // different elements, so they need no barrier between them.
+        if (pad > 0)
+          for (int i = threadIdx.x; i < icn * Hp * Wp; i += blockDim.x) {
+            const int yy = (i / Wp) % Hp - pad, xx = i % Wp - pad;
+            if (yy < 0 || yy >= H || xx < 0 || xx >= W) s_x[i] = 0.0f;
+          }
+        for (int i = threadIdx.x; i < icn * H * W; i += blockDim.x) {
+          const int c = i / (H * W), yy = (i / W) % H, xx = i % W;
+          s_x[(c * Hp + yy + pad) * Wp + xx + pad] = xn[(int64_t)(ic0 + c) * H * W + yy * W + xx];
         }
         for (int i = threadIdx.x; i < OC * icn * kTaps; i += blockDim.x) {
           const int o = i / (icn * kTaps), r = i % (icn * kTaps);
@@ -132,10 +138,8 @@ __global__ void __launch_bounds__(kThreads) conv5x5_forward_kernel(
       y[(plane * Hq + oy / 2) * Wq + ox / 2] = pool4<PL, ScalarOps>(t[0], t[1], t[2], t[3]);
       if (act) {
         float* a = act + (plane * Ho + oy) * Wo + ox;
-        a[0] = t[0];
-        a[1] = t[1];
-        a[Wo] = t[2];
-        a[Wo + 1] = t[3];
+        store2(a, t[0], t[1]);
+        store2(a + Wo, t[2], t[3]);
       }
     } else {
       act[(plane * Ho + oy) * Wo + ox] = act_f32<A>(acc[0] + b, slope);

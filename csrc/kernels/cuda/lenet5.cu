@@ -200,10 +200,8 @@ __device__ __forceinline__ void conv1_act_pool(const float* s_in, const float* s
       if (SAVE && n < N) {
         saved.p1[n * kP1 + oc * G::kQ1 * G::kQ1 + q] = pooled;
         float* a1 = saved.act1 + n * kA1 + (oc * G::kO1 + 2 * qy) * G::kO1 + 2 * qx;
-        a1[0] = tv[0];
-        a1[1] = tv[1];
-        a1[G::kO1] = tv[2];
-        a1[G::kO1 + 1] = tv[3];
+        store2(a1, tv[0], tv[1]);  // rows of 28 and 10: every pair is 8-byte aligned
+        store2(a1 + G::kO1, tv[2], tv[3]);
       }
     }
   }
@@ -258,10 +256,8 @@ __device__ __forceinline__ void conv2_act_pool(const float* s_p1, const float* s
       if (SAVE && n < N) {
         saved.p2[n * G::kF + f] = pooled;
         float* a2 = saved.act2 + n * kA2 + (oc * G::kO2 + 2 * qy) * G::kO2 + 2 * qx;
-        a2[0] = tv[0];
-        a2[1] = tv[1];
-        a2[G::kO2] = tv[2];
-        a2[G::kO2 + 1] = tv[3];
+        store2(a2, tv[0], tv[1]);
+        store2(a2 + G::kO2, tv[2], tv[3]);
       }
     }
   }

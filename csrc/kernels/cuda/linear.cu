@@ -37,9 +37,24 @@ __global__ void __launch_bounds__(kTile * kTile) gemm_kernel(const float* __rest
     const int64_t row = row0 + ty;
     float acc = 0.0f;
     for (int64_t k0 = 0; k0 < K; k0 += kTile) {
-      const int64_t ka = k0 + tx, kb = k0 + ty;
-      s_a[ty][tx] = (row < M && ka < K) ? A_[row * sam + ka * sak] : 0.0f;
-      s_b[ty][tx] = kb < K ? (col < Nc ? B[kb * sbk + col * sbn] : (bias_grad && col == Nc ? 1.0f : 0.0f)) : 0.0f;
+      // Each tile is read with the lanes (tx) along the index that is contiguous in memory, so a
+      // half-warp reads 64 consecutive bytes: forward's B is W^T (k contiguous), dL/dW's A is g^T
+      // (m contiguous). s_a is (m, k) and s_b (k, n) either way; the +1 padding keeps the
+      // transposed stores conflict-free.
+      if (sak == 1 || sam != 1) {
+        const int64_t ka = k0 + tx;
+        s_a[ty][tx] = (row < M && ka < K) ? A_[row * sam + ka * sak] : 0.0f;
+      } else {
+        const int64_t m = row0 + tx, ka = k0 + ty;
+        s_a[tx][ty] = (m < M && ka < K) ? A_[m * sam + ka * sak] : 0.0f;
+      }
+      if (sbn == 1 || sbk != 1) {
+        const int64_t kb = k0 + ty;
+        s_b[ty][tx] = kb < K ? (col < Nc ? B[kb * sbk + col * sbn] : (bias_grad && col == Nc ? 1.0f : 0.0f)) : 0.0f;
+      } else {
+        const int64_t kb = k0 + tx, c = blockIdx.x * int64_t{kTile} + ty;
+        s_b[tx][ty] = kb < K ? (c < Nc ? B[kb * sbk + c * sbn] : (bias_grad && c == Nc ? 1.0f : 0.0f)) : 0.0f;
+      }
       __syncthreads();
       float part = 0.0f;  // blocked summation: long reductions (dW over a big batch) stay accurate
 #pragma unroll
