@@ -1,6 +1,7 @@
 """The memory-efficiency profile of lenet_fast's CUDA kernels, without a GPU: the whole-model calls a
 user makes (inference at batch 64, 1024 and 65536; the fused training forward + backward at batch
-64) run in the profiling build of the CPU harness (tests/cudasim.py, load(profile=True); the
+64), and the same training step through the per-layer ops (the kernels other geometries run), run
+in the profiling build of the CPU harness (tests/cudasim.py, load(profile=True); the
 counting is csrc/cudasim/profile.cpp), and per kernel launch this writes what Nsight Compute's
 memory workload analysis would show:
 
@@ -47,6 +48,9 @@ WORKLOADS = {
     "inference_65536": (65536, 16, False),
     "forward_backward_64": (64, 0, True),
 }
+# The per-layer kernels (what other geometries, and the per-layer ops, run): LeNet-5's training
+# step at batch 64 composed of the per-layer ops, forward and backward, one launch per op (or two).
+LAYER_WORKLOADS = {"layers_forward_backward_64": (64, 0, True)}
 
 # Scalar float instructions clang emits for kernel code (the GPU's FP32 pipe: FFMA, FADD, FMUL,
 # FMNMX), FMAs among them, and everything else a basic block holds minus the instrumentation: its
@@ -151,9 +155,43 @@ def _resources() -> dict[str, dict]:
     return {kernel_key(k["kernel"]): k for k in json.loads(path.read_text())["kernels"]}
 
 
+def run_layers(prof, batch: int) -> dict:
+    """LeNet-5's forward and backward through the per-layer ops, each launch labelled with its op."""
+    import lenet_fast
+
+    torch.manual_seed(0)
+    w1, b1, w2, b2, f1w, f1b, f2w, f2b, f3w, f3b = [p.detach() for p in lenet_fast.LeNet5().parameters()]
+    x = torch.randn(batch, 1, 28, 28)
+    g3 = torch.randn(batch, f3w.shape[0]) / batch
+    prof._profile_start(0)
+
+    def op(name, *args):
+        prof._profile_label(name)
+        return getattr(prof, name)(*args)
+
+    p1, a1 = op("conv5x5_act_pool", x, w1, b1, 2, True)
+    p2, a2 = op("conv5x5_act_pool", p1, w2, b2, 0, True)
+    f = p2.flatten(1)
+    h1 = op("linear_act", f, f1w, f1b)
+    h2 = op("linear_act", h1, f2w, f2b)
+    op("linear", h2, f3w, f3b)
+    op("linear_backward_weight", g3, h2)
+    g2 = op("act_backward", op("linear_backward_input", g3, f3w), h2)
+    op("linear_backward_weight", g2, h1)
+    g1 = op("act_backward", op("linear_backward_input", g2, f2w), h1)
+    op("linear_backward_weight", g1, f)
+    gp2 = op("linear_backward_input", g1, f1w).view_as(p2)
+    op("conv5x5_act_pool_backward_weight", gp2, a2, p1, 0)
+    gp1 = op("conv5x5_backward_input", op("act_pool_backward", gp2, a2), w2, 0)
+    op("conv5x5_act_pool_backward_weight", gp1, a1, x, 2)
+    return json.loads(prof._profile_stop())
+
+
 def run_workload(prof, name: str) -> dict:
     import lenet_fast
 
+    if name in LAYER_WORKLOADS:
+        return run_layers(prof, LAYER_WORKLOADS[name][0])
     batch, sample, training = WORKLOADS[name]
     torch.manual_seed(0)
     model = lenet_fast.LeNet5()
@@ -310,8 +348,8 @@ def profile(workloads=None) -> dict:
     prof = cudasim.load(profile=True)
     out = {"date": datetime.date.today().isoformat(), "harness": "cudasim profiling build (clang, sanitizer coverage)",
            "compiler": clang_version(), "variant": "tanh, avg pooling (the defaults)", "workloads": {}}
-    for name in workloads or WORKLOADS:
-        batch, sample, training = WORKLOADS[name]
+    for name in workloads or {**WORKLOADS, **LAYER_WORKLOADS}:
+        batch, sample, training = {**WORKLOADS, **LAYER_WORKLOADS}[name]
         out["workloads"][name] = {"batch": batch, "training": training, "sampled_blocks": sample,
                                   "launches": summarize(run_workload(prof, name), name)}
     out["launch_shapes"] = launch_shapes(prof)
@@ -321,7 +359,7 @@ def profile(workloads=None) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--workload", action="append", choices=sorted(WORKLOADS))
+    ap.add_argument("--workload", action="append", choices=sorted({**WORKLOADS, **LAYER_WORKLOADS}))
     args = ap.parse_args(argv)
     result = profile(args.workload)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ ORDERS = {"forward": 0, "reverse": 1, "shuffle": 2}
 CLANG = os.environ.get("LENET_FAST_CLANG", "clang++-16")
 # The profiling build: the kernel files only are instrumented (the allowlist), not vectorised, so
 # that every access is one thread's scalar access as on the GPU, and with FMA contraction as nvcc.
-PROFILE_CFLAGS = ["-g", "-fno-vectorize", "-fno-slp-vectorize", "-mfma", "-ffp-contract=fast",
+PROFILE_CFLAGS = ["-gdwarf-4", "-fno-vectorize", "-fno-slp-vectorize", "-mfma", "-ffp-contract=fast",
                   "-DLENET_FAST_CUDASIM_PROFILE",
                   "-fsanitize-coverage=trace-pc-guard,no-prune,trace-loads,trace-stores"]
 _LOADED = {}

@@ -52,6 +52,7 @@ WORKLOAD_TITLES = {
     "inference_1024": "inference, batch 1024",
     "inference_65536": "inference, batch 65536",
     "forward_backward_64": "fused forward + backward, batch 64",
+    "layers_forward_backward_64": "per-layer ops, forward + backward, batch 64",
 }
 
 
@@ -120,6 +121,8 @@ def predict(profile: dict, a: dict = ASSUMPTIONS) -> dict:
         out["predicted"]["inference_65536_images_per_s"] = ws["inference_65536"]["images_per_s"]
     if "forward_backward_64" in ws:
         out["predicted"]["forward_backward_64_us"] = ws["forward_backward_64"]["predicted_us"]
+    if "layers_forward_backward_64" in ws:
+        out["predicted"]["layers_forward_backward_64_us"] = ws["layers_forward_backward_64"]["predicted_us"]
     return out
 
 
@@ -130,7 +133,8 @@ def table(profile: dict, prediction: dict) -> str:
     for name, w in prediction["workloads"].items():
         for k, p in zip(profile["workloads"][name]["launches"], w["kernels"]):
             g, s = k["global"], k["shared"]
-            rows.append(f"| {WORKLOAD_TITLES.get(name, name)} | `{k['kernel'].split('<')[0]}` | {p['blocks']} ({p['blocks_per_sm']}) | "
+            op = f" ({k['label']})" if k.get("label") not in (None, "", "forward", "backward") else ""
+            rows.append(f"| {WORKLOAD_TITLES.get(name, name)} | `{k['kernel'].split('<')[0]}`{op} | {p['blocks']} ({p['blocks_per_sm']}) | "
                         f"{(g['dram_read_bytes'] + g['dram_write_bytes']) / 1e6:.2f} | {k['fp32_instructions'] / 1e6:.1f} | "
                         f"{s['wavefronts_per_request']} | {g['sectors_per_request']} ({g['efficiency']:.0%}) | "
                         f"{p['limiter']} | {p['predicted_us']:.1f} |")
