@@ -228,3 +228,30 @@ def test_shared_machine_case_starts_and_stops_its_competitors():
     with bench.busy_processes(2) as busy:
         assert len(busy.procs) == 2 and all(p.is_alive() for p in busy.procs)
     assert not any(p.is_alive() for p in busy.procs)
+
+
+# The machines behind "2 cores": each kind's float32 FMA width (FLOP per cycle per core: FMA units x
+# lanes x 2). Zen 4 runs AVX-512 on 256-bit units, so its AVX-512 peak is Zen 3's, not Zen 5's.
+CPU_KINDS = [
+    # (vendor, family, model, flags, kind named, FLOP/cycle)
+    ("AuthenticAMD", 25, 1, {"avx2", "fma"}, "AMD Zen 3", 32),
+    ("AuthenticAMD", 25, 17, {"avx2", "fma", "avx512f"}, "AMD Zen 4", 32),
+    ("AuthenticAMD", 26, 2, {"avx2", "fma", "avx512f"}, "AMD Zen 5", 64),
+    ("GenuineIntel", 6, 143, {"avx2", "fma", "avx512f", "amx_tile"}, "Intel Xeon", 64),
+    ("GenuineIntel", 6, 85, {"avx2", "fma"}, "Intel", 32),
+    ("SomeVendor", 1, 1, {"sse2"}, "unknown", 8),
+]
+
+
+@pytest.mark.parametrize("vendor, family, model, flags, kind, per_cycle", CPU_KINDS)
+def test_cpu_peak_uses_the_machine_kinds_real_fma_width(monkeypatch, vendor, family, model, flags, kind, per_cycle):
+    from lenet_fast.bench import report
+
+    monkeypatch.delenv("LENET_FAST_PEAK_GFLOPS", raising=False)
+    monkeypatch.setattr(report, "_cpu_flags", lambda: set(flags))
+    monkeypatch.setattr(report, "_cpu_mhz", lambda: 1000.0)
+    monkeypatch.setattr(report, "_cpu_id", lambda: (vendor, family, model), raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    peak, how = report.peak_gflops(torch.device("cpu"))
+    assert peak == pytest.approx(2 * per_cycle * 1000.0 / 1e3), how
+    assert f"{per_cycle} FLOP/cycle" in how and kind in how, how

@@ -57,6 +57,46 @@ def _cpu_mhz() -> float | None:
         return None
 
 
+def _cpu_id() -> tuple[str, int, int]:
+    """(vendor_id, cpu family, model) from /proc/cpuinfo; ("", 0, 0) where it says nothing."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    try:
+        return fields.get("vendor_id", ""), int(fields.get("cpu family", 0)), int(fields.get("model", 0))
+    except ValueError:
+        return fields.get("vendor_id", ""), 0, 0
+
+
+def cpu_kind(vendor: str, family: int, model: int, flags: set) -> tuple[str, int]:
+    """The machine kind and its float32 FMA peak per core per cycle (FMA units x lanes x 2).
+
+    AVX-512 does not say how wide the FMA units are: Zen 4 runs it on 256-bit units (2 x 8 lanes
+    x 2 = 32, as Zen 3's AVX2), Zen 5 server parts and Xeons with two FMA units on 512-bit ones
+    (2 x 16 x 2 = 64; a Xeon with one 512-bit FMA unit would be 32, which cpuinfo cannot tell)."""
+    avx512, avx2 = "avx512f" in flags, {"avx2", "fma"} <= flags
+    if vendor == "AuthenticAMD" and family == 26:
+        return "AMD Zen 5 (AVX-512, 512-bit FMA units)", 64 if avx512 else 32
+    if vendor == "AuthenticAMD" and family == 25:
+        return ("AMD Zen 4 (AVX-512 on 256-bit FMA units)", 32) if avx512 else ("AMD Zen 3 (AVX2)", 32)
+    if vendor == "AuthenticAMD" and family == 23:
+        return "AMD Zen 1/2 (AVX2)", 32 if avx2 else 8
+    if vendor == "GenuineIntel" and avx512:
+        return "Intel Xeon (AVX-512, two 512-bit FMA units assumed)" + (", AMX" if "amx_tile" in flags else ""), 64
+    if vendor == "GenuineIntel" and avx2:
+        return "Intel (AVX2)", 32
+    if avx512:
+        return "unknown x86 (AVX-512, 512-bit FMA units assumed)", 64
+    return ("unknown (AVX2 + FMA)", 32) if avx2 else ("unknown (no AVX2)", 8)
+
+
 # FP32 FMA lanes per SM by compute capability (the CUDA programming guide's throughput table).
 _FP32_LANES = {(7, 0): 64, (7, 5): 64, (8, 0): 64, (8, 6): 128, (8, 7): 128, (8, 9): 128, (9, 0): 128}
 
@@ -74,13 +114,12 @@ def peak_gflops(device: torch.device) -> tuple[float, str]:
         mhz = float(mhz)
         return p.multi_processor_count * lanes * 2 * mhz / 1e3, \
             f"{p.multi_processor_count} SMs x {lanes} FP32 lanes x 2 x {mhz:.0f} MHz"
-    flags = _cpu_flags()
-    per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8
+    kind, per_cycle = cpu_kind(*_cpu_id(), _cpu_flags())
     mhz = _cpu_mhz()
     if not mhz:
-        return float("nan"), "unknown (no clock in /proc/cpuinfo)"
+        return float("nan"), f"unknown (no clock in /proc/cpuinfo; {kind})"
     threads = torch.get_num_threads()
-    return threads * per_cycle * mhz / 1e3, f"{threads} threads x {per_cycle} FLOP/cycle x {mhz:.0f} MHz"
+    return threads * per_cycle * mhz / 1e3, f"{threads} threads x {per_cycle} FLOP/cycle x {mhz:.0f} MHz ({kind})"
 
 
 def _cpu_model() -> str:
@@ -119,6 +158,7 @@ def environment(devices) -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "devices": [str(d) for d in devices],
         "cpu_model": _cpu_model(),
+        "cpu_kind": cpu_kind(*_cpu_id(), _cpu_flags())[0],
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
