@@ -263,15 +263,31 @@ def summarize(raw: dict, workload: str) -> list[dict]:
         sites = []
         for (line, space, op, size), acc in by_line.items():
             if space == "global":
-                excess = acc["sectors"] - acc["requests"] * -(-acc["bytes"] // (32 * acc["requests"]))
+                excess = max(0, acc["sectors"] - -(-acc["bytes"] // 32))  # over the sectors the bytes fill
                 per = ("sectors_per_request", round(acc["sectors"] / acc["requests"], 2))
             else:
                 excess = acc["wavefronts"] - acc["requests"]
                 per = ("wavefronts_per_request", round(acc["wavefronts"] / acc["requests"], 2))
-            sites.append({"where": line, "space": space, "op": op, "size": size,
-                          "requests": round(acc["requests"] * scale), per[0]: per[1],
-                          "lanes_per_request": round(acc["lanes"] / acc["requests"], 1),
-                          "excess": round(excess * scale), "divergent": bool(acc["divergent"])})
+            site = {"where": line, "space": space, "op": op, "size": size,
+                    "requests": round(acc["requests"] * scale), per[0]: per[1],
+                    "lanes_per_request": round(acc["lanes"] / acc["requests"], 1),
+                    "excess": round(excess * scale), "divergent": bool(acc["divergent"])}
+            if space == "global":
+                site["efficiency"] = round(acc["bytes"] / (32 * acc["sectors"]), 3)
+                # Sectors over the fewest that requests of this size need (one lane's float needs a
+                # whole sector: 1.0 there, though its efficiency is 12.5%).
+                ideal = acc["requests"] * -(-acc["bytes"] // (32 * acc["requests"]))
+                site["sectors_over_ideal"] = round(acc["sectors"] / ideal, 2)
+            sites.append(site)
+        # The worst of the hot sites (1% or more of the kernel's requests in their space), over every
+        # site, not only the eight kept below.
+        hot = {}
+        for space, key, pick in (("shared", "wavefronts_per_request", max), ("global", "sectors_over_ideal", max)):
+            total = sum(x["requests"] for x in sites if x["space"] == space)
+            cands = [x for x in sites if x["space"] == space and x["requests"] >= 0.01 * total]
+            if cands:
+                worst = pick(cands, key=lambda x: x[key])
+                hot[space] = {key: worst[key], "where": worst["where"], "op": worst["op"]}
         sites.sort(key=lambda s: -s["excess"])
         res = resources.get(kernel_key(name), {})
         gl_req = g["global_load_requests"] + g["global_store_requests"]
@@ -308,6 +324,7 @@ def summarize(raw: dict, workload: str) -> list[dict]:
             "busiest_warp": {"instructions": round(per_warp[busiest] / nb), "global_requests": round(warps["global_requests"] / nb),
                              "shared_requests": round(warps["shared_requests"] / nb)},
             "local_accesses_per_thread": round(L["local_accesses"] / max(L["threads"], 1), 1),
+            "worst_hot_site": hot,
             "sites": sites[:8],
         })
     return launches

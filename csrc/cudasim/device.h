@@ -22,7 +22,7 @@
 //     blocks of a grid and the threads of a block: a result that changes with it is a race or a
 //     missing barrier.
 //   - LENET_FAST_CUDASIM_PROFILE (the profiling build, tests/cudasim.py's load(profile=True)): the
-//     kernel sources are compiled by clang with -fsanitize-coverage=edge,trace-loads,trace-stores,
+//     kernel sources are compiled by clang with -fsanitize-coverage=trace-pc-guard,no-prune,trace-loads,trace-stores,
 //     and profile.cpp records every global and shared access and every basic block of every
 //     simulated thread, grouped per warp instruction as the GPU issues them. The harness's own
 //     functions are then LF_SIM_UNTRACED (not inlined, not instrumented), so that only kernel code

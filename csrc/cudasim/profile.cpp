@@ -1,7 +1,7 @@
 // cudasim's memory profiler: what Nsight Compute's memory workload analysis counts, counted from
 // the simulated threads of the profiling build (LENET_FAST_CUDASIM_PROFILE; see device.h).
 //
-// clang's -fsanitize-coverage=edge,trace-loads,trace-stores puts a call before every load and
+// clang's -fsanitize-coverage=trace-pc-guard,no-prune,trace-loads,trace-stores puts a call before every load and
 // store of the kernel sources (__sanitizer_cov_loadN / storeN, the call's return address naming
 // the instruction) and at the head of every basic block (__sanitizer_cov_trace_pc_guard). This
 // file receives them and, for the thread the harness is running:
@@ -18,8 +18,9 @@
 //     (32 lanes for 4-byte words, 16 for 8-byte, 8 for 16-byte), the most distinct words any one of
 //     the 32 four-byte banks is asked for (1 = conflict-free; a broadcast of one word is 1);
 //   - per launch, the distinct global sectors read and written (the bytes DRAM must move at least,
-//     everything after the first touch being an L2 hit) and how many of them more than one block
-//     touched (the weights, say: what a sample of blocks must not scale), the barriers, and per basic block how many
+//     everything after the first touch being an L2 hit, a sector read after this launch wrote it
+//     included) and how many of them most of the blocks touched (the weights, say: what a sample
+//     of blocks must not scale), the barriers, and per basic block how many
 //     times the lanes ran it and how many times a warp did (the most of any lane of the warp).
 // Nothing here knows about lenet_fast: tests/cudasim/profile_selftest.cpp checks it on kernels whose
 // answers are known, and benchmarks/gpu_profile.py names the instructions and counts the floating-
@@ -73,8 +74,8 @@ struct Launch {
   size_t shared = 0;
   uint64_t blocks = 0, threads = 0, barriers = 0, local_accesses = 0;
   std::map<uintptr_t, Site> sites;
-  // Global sectors read and written -> the block that first touched them, or -1 once a second has.
-  std::unordered_map<uintptr_t, int64_t> read_sectors, write_sectors;
+  // Global sectors read and written -> (the last block that touched them, how many blocks have).
+  std::unordered_map<uintptr_t, std::pair<int64_t, uint32_t>> read_sectors, write_sectors;
   std::map<uint32_t, std::pair<uint64_t, uint64_t>> guards;  // guard -> lane runs, warp runs
   std::map<std::pair<unsigned, uint32_t>, uint64_t> warp_guards;  // (warp index, guard) -> warp runs
   std::vector<WarpTotals> warps;
@@ -180,9 +181,11 @@ void flush() {
           for (uintptr_t b = a.addr; b < a.addr + a.size; ++b) bytes.insert(b);
           for (uintptr_t sec = a.addr / 32; sec <= (a.addr + a.size - 1) / 32; ++sec) {
             sectors.insert(sec);
+            // A sector this launch wrote before is read back from L2, not DRAM.
+            if (!a.store && L.write_sectors.count(sec)) continue;
             const int64_t block = static_cast<int64_t>(L.blocks) - 1;
-            auto [it, fresh] = (a.store ? L.write_sectors : L.read_sectors).emplace(sec, block);
-            if (!fresh && it->second != block) it->second = -1;
+            auto [it, fresh] = (a.store ? L.write_sectors : L.read_sectors).emplace(sec, std::make_pair(block, 1u));
+            if (!fresh && it->second.first != block) it->second = {block, it->second.second + 1};
           }
         }
         site.units += sectors.size();
@@ -224,9 +227,13 @@ void record(uintptr_t pc, const void* p, unsigned size, bool store) {
                                static_cast<uint8_t>(shared ? kShared : kGlobal)});
 }
 
-size_t shared_sectors(const std::unordered_map<uintptr_t, int64_t>& sectors) {  // touched by 2+ blocks
+// Sectors most of the launch's blocks touched (the weights, say): what a sample of blocks stands for
+// once, not once per block. (Two neighbours sharing a sector at their boundary is not that: at
+// least 3 blocks, and at least half of those that ran.)
+size_t shared_sectors(const std::unordered_map<uintptr_t, std::pair<int64_t, uint32_t>>& sectors, uint64_t blocks) {
+  const uint64_t most = std::max<uint64_t>(3, (blocks + 1) / 2);
   size_t n = 0;
-  for (const auto& kv : sectors) n += kv.second < 0;
+  for (const auto& kv : sectors) n += kv.second.second >= most;
   return n;
 }
 
@@ -351,9 +358,9 @@ std::string stop() {
       << ", \"threads\": " << L.threads << ", \"barriers\": " << L.barriers
       << ", \"grid_blocks\": " << 1ull * L.grid.x * L.grid.y * L.grid.z << ", \"local_accesses\": " << L.local_accesses
       << ", \"dram_read_bytes\": " << 32 * L.read_sectors.size()
-      << ", \"dram_read_shared_bytes\": " << 32 * shared_sectors(L.read_sectors)
+      << ", \"dram_read_shared_bytes\": " << 32 * shared_sectors(L.read_sectors, L.blocks)
       << ", \"dram_write_bytes\": " << 32 * L.write_sectors.size()
-      << ", \"dram_write_shared_bytes\": " << 32 * shared_sectors(L.write_sectors) << ", \"sites\": [";
+      << ", \"dram_write_shared_bytes\": " << 32 * shared_sectors(L.write_sectors, L.blocks) << ", \"sites\": [";
     bool f = true;
     for (const auto& [pc, st] : L.sites) {
       o << (f ? "" : ", ") << "{\"pc\": " << pc << ", \"space\": \"" << (st.space == kShared ? "shared" : "global")

@@ -128,15 +128,16 @@ def predict(profile: dict, a: dict = ASSUMPTIONS) -> dict:
 
 def table(profile: dict, prediction: dict) -> str:
     """Per workload and kernel: the profile's counters, the limiter and the predicted time."""
-    rows = ["| call | kernel | blocks (per SM) | DRAM MB | fp32 Minstr | smem wavefronts/req | gmem sectors/req (eff.) | limiter | predicted µs |",
+    rows = ["| call | kernel | blocks (per SM) | DRAM MB | fp32 M lane-instr. | smem wavefronts/req | gmem sectors/req (eff.) | limiter | predicted µs |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for name, w in prediction["workloads"].items():
         for k, p in zip(profile["workloads"][name]["launches"], w["kernels"]):
             g, s = k["global"], k["shared"]
+            gmem = "-" if g["efficiency"] is None else f"{g['sectors_per_request']} ({g['efficiency']:.0%})"
             op = f" ({k['label']})" if k.get("label") not in (None, "", "forward", "backward") else ""
             rows.append(f"| {WORKLOAD_TITLES.get(name, name)} | `{k['kernel'].split('<')[0]}`{op} | {p['blocks']} ({p['blocks_per_sm']}) | "
                         f"{(g['dram_read_bytes'] + g['dram_write_bytes']) / 1e6:.2f} | {k['fp32_instructions'] / 1e6:.1f} | "
-                        f"{s['wavefronts_per_request']} | {g['sectors_per_request']} ({g['efficiency']:.0%}) | "
+                        f"{s['wavefronts_per_request']} | {gmem} | "
                         f"{p['limiter']} | {p['predicted_us']:.1f} |")
         extra = f", {w['images_per_s'] / 1e6:.1f}M images/s" if not w["training"] else ""
         rows.append(f"| **{WORKLOAD_TITLES.get(name, name)}** | **the call** | | | | | | | **{w['predicted_us']:.1f}**{extra} |")

@@ -2,7 +2,7 @@
 // Nsight Compute would give them on a GPU. Built and run by tests/test_gpu_profile.py:
 //
 //   clang++-16 -std=c++20 -O2 -g -DLENET_FAST_CUDASIM -DLENET_FAST_CUDASIM_PROFILE -Icsrc
-//       -fsanitize-coverage=edge,trace-loads,trace-stores -fsanitize-coverage-allowlist=LIST
+//       -fsanitize-coverage=trace-pc-guard,no-prune,trace-loads,trace-stores -fsanitize-coverage-allowlist=LIST
 //       tests/cudasim/profile_selftest.cpp csrc/cudasim/profile.cpp -o profile_selftest
 //   ./profile_selftest > profile.json     (LIST instruments this file only: src:*profile_selftest.cpp, fun:*)
 //
@@ -58,6 +58,35 @@ __global__ void no_memory(float* out, int n) {
   if (n < 0) out[0] = v;  // never: n >= 0
 }
 
+// 8-byte shared accesses go in two phases of 16 lanes: consecutive words are 1 wavefront a phase
+// (2 a request); every other pair of words is 2 a phase (4 a request).
+__global__ void wide_shared(float* out) {
+  __shared__ unsigned long long s[64];
+  const int t = threadIdx.x;
+  s[t] = t;
+  s[t + 32] = t;
+  __syncthreads();
+  const unsigned long long a = s[t], b = s[(2 * t) % 64];
+  out[t] = static_cast<float>(a + b);
+}
+
+// A value written and read back in one launch costs DRAM its write only.
+__global__ void write_then_read(float* out) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  out[i] = static_cast<float>(i);
+  __syncthreads();
+  const float v = out[i ^ 1];  // the neighbour's: no compiler can forward it
+  __syncthreads();
+  out[i] = v * 2.0f;
+}
+
+// Every block reads the same 64 weights and 64 inputs of its own, which overlap its neighbour's by
+// 4 (a sector two blocks share): sampled, the weights stand for the grid once, the inputs once a block.
+__global__ void weights_and_slices(const float* w, const float* x, float* out) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  out[i] = w[threadIdx.x] * x[blockIdx.x * 60 + threadIdx.x];
+}
+
 }  // namespace
 
 int main() {
@@ -79,12 +108,19 @@ int main() {
   LF_LAUNCH(transpose<1>, 1, dim3(32, 32), sizeof(float) * 32 * 33, nullptr)(in, out);
   cudasim::profile::set_label("no_memory");
   LF_LAUNCH(no_memory, 1, 64, 0, nullptr)(out, 3);
+  cudasim::profile::set_label("wide_shared");
+  LF_LAUNCH(wide_shared, 1, 32, 0, nullptr)(out);
+  cudasim::profile::set_label("write_then_read");
+  LF_LAUNCH(write_then_read, 4, 256, 0, nullptr)(out);
   const std::string json = cudasim::profile::stop();
+  cudasim::profile::start("weights_and_slices", 4);  // a sample: the first 4 of 32 blocks
+  LF_LAUNCH(weights_and_slices, 32, 64, 0, nullptr)(in, in + 64 * 32, in + 128 * 32);
+  const std::string sampled = cudasim::profile::stop();
   if (cudaGetLastError() != cudaSuccess) {
     std::fprintf(stderr, "a launch failed: %s\n", cudasim::last_error_detail().c_str());
     return 1;
   }
-  std::printf("%s\n", json.c_str());
+  std::printf("%s\n%s\n", json.c_str(), sampled.c_str());
   cudaFree(in);
   cudaFree(out);
   return 0;
