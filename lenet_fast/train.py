@@ -438,7 +438,15 @@ def main(argv=None) -> dict | None:
     if d.world == 1:
         return _main(argv, d)
     try:
-        return _main(argv, d)
+        result = _main(argv, d)
+        import torch.distributed as dist
+
+        # Every rank done before any tears the group down: a rank that destroys its gloo group while
+        # a peer still talks to it can abort at exit ("terminate called without an active exception",
+        # seen once with torch 2.11 after a finished run). Only on success: a failed rank never arrives.
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+        return result
     except BaseException as e:  # name the rank: torchrun's own report of a child's failure is long
         if not isinstance(e, SystemExit) or e.code not in (0, None):
             print(f"lenet_fast.train: rank {d.rank} of {d.world} failed: {type(e).__name__}: {e}",
