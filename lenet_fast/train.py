@@ -442,8 +442,8 @@ def main(argv=None) -> dict | None:
         import torch.distributed as dist
 
         # Every rank done before any tears the group down: a rank that destroys its gloo group while
-        # a peer still talks to it can abort at exit ("terminate called without an active exception",
-        # seen once with torch 2.11 after a finished run). Only on success: a failed rank never arrives.
+        # a peer still talks to it can abort at exit ("terminate called without an active
+        # exception"). Only on success: a failed rank never arrives.
         if dist.is_available() and dist.is_initialized():
             dist.barrier()
         return result

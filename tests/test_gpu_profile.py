@@ -168,21 +168,23 @@ def test_whole_network_global_memory_is_coalesced(fresh_profile):
     assert not low, f"global memory efficiency under {MIN_GLOBAL_EFFICIENCY:.0%}: {low}"
 
 
+def _worst_hot_sites_over(profile, space, figure, bound):
+    """The whole-network launches whose worst hot site in `space` has `figure` over `bound`."""
+    return [(w, k["kernel"][:40], k["worst_hot_site"][space]) for w, k in _kernels(profile, True)
+            if space in k["worst_hot_site"] and k["worst_hot_site"][space][figure] > bound]
+
+
 @pytest.mark.slow
 def test_whole_network_hot_global_sites_move_at_most_twice_the_sectors_they_need(fresh_profile):
     """Per site, not only per kernel: one scattered access must not hide behind the rest's traffic
     (a lane a sector is 8 times what 32 floats need; a window's pixel pairs, 1.2)."""
-    bad = [(w, k["kernel"][:40], k["worst_hot_site"]["global"]) for w, k in _kernels(fresh_profile, True)
-           if "global" in k["worst_hot_site"]
-           and k["worst_hot_site"]["global"]["sectors_over_ideal"] > MAX_SECTORS_OVER_IDEAL]
+    bad = _worst_hot_sites_over(fresh_profile, "global", "sectors_over_ideal", MAX_SECTORS_OVER_IDEAL)
     assert not bad, f"hot global sites moving over {MAX_SECTORS_OVER_IDEAL:g}x the sectors they need: {bad}"
 
 
 @pytest.mark.slow
 def test_whole_network_hot_shared_accesses_are_at_most_2_way(fresh_profile):
-    bad = [(w, k["kernel"][:40], k["worst_hot_site"]["shared"]) for w, k in _kernels(fresh_profile, True)
-           if "shared" in k["worst_hot_site"]
-           and k["worst_hot_site"]["shared"]["wavefronts_per_request"] > MAX_WAVEFRONTS_PER_REQUEST]
+    bad = _worst_hot_sites_over(fresh_profile, "shared", "wavefronts_per_request", MAX_WAVEFRONTS_PER_REQUEST)
     assert not bad, f"shared-memory accesses over {MAX_WAVEFRONTS_PER_REQUEST:g}-way in a hot loop: {bad}"
 
 
