@@ -36,9 +36,13 @@ LF_INLINE void conv_out_grad_row(const ConvWeightGradArgs& a, int64_t n, int64_t
                            bottom, out, a.Wo, a.v.slope);
 }
 
-template <int NV, int KB, Act A, Pool PL>
-void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
-                         float* db, float* scratch) {
+// Channel lanes (OCP a multiple of L NV): the gradient staged pixel-major, (P, OCP), then a tile
+// of KB taps x NV vectors of L channels per pass over the image.
+template <int L, int NV, int KB, Act A, Pool PL>
+void conv_weight_grad_channel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
+                                    float* db, float* scratch) {
+  using VL = Lanes<L>;
+  using V = typename VL::V;
   const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, K = a.IC * kTaps;
   float* gt = scratch + (a.pad ? a.IC * Hp * Wp : 0);  // (P, OCP): pixel-major, channels in lanes
   float* row = gt + P * a.OCP;                          // (Wo): one output row's gradient
@@ -55,35 +59,35 @@ void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, fl
         }
       }
     }
-    for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8) {
-      v8f s = v8f{};
-      for (int64_t p = 0; p < P; ++p) s += load8(gt + p * a.OCP + oc0);
-      store8(db + oc0, load8(db + oc0) + s);
+    for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += L) {
+      V s = V{};
+      for (int64_t p = 0; p < P; ++p) s += VL::load(gt + p * a.OCP + oc0);
+      VL::store(db + oc0, VL::load(db + oc0) + s);
     }
-    for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += 8 * NV) {
+    for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += L * NV) {
       for (int64_t k0 = 0; k0 < K; k0 += KB) {
         int32_t tap[KB];
         LF_UNROLL for (int i = 0; i < KB; ++i) tap[i] = a.taps[min64(k0 + i, K - 1)];
-        v8f acc[KB][NV];
+        V acc[KB][NV];
         LF_UNROLL for (int i = 0; i < KB; ++i) {
-          LF_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = v8f{};
+          LF_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = V{};
         }
         for (int64_t yy = 0; yy < a.Ho; ++yy) {
           const float* row = xp + yy * Wp;
           const float* grow = gt + yy * a.Wo * a.OCP + oc0;
           for (int64_t xx = 0; xx < a.Wo; ++xx) {
-            v8f gv[NV];
-            LF_UNROLL for (int v = 0; v < NV; ++v) gv[v] = load8(grow + xx * a.OCP + 8 * v);
+            V gv[NV];
+            LF_UNROLL for (int v = 0; v < NV; ++v) gv[v] = VL::load(grow + xx * a.OCP + L * v);
             LF_UNROLL for (int i = 0; i < KB; ++i) {
-              const v8f xv = splat8(row[tap[i] + xx]);
+              const V xv = VL::splat(row[tap[i] + xx]);
               LF_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] += xv * gv[v];
             }
           }
         }
         for (int i = 0; i < KB && k0 + i < K; ++i) {
           LF_UNROLL for (int v = 0; v < NV; ++v) {
-            float* d = dwt + (k0 + i) * a.OCP + oc0 + 8 * v;
-            store8(d, load8(d) + acc[i][v]);
+            float* d = dwt + (k0 + i) * a.OCP + oc0 + L * v;
+            VL::store(d, VL::load(d) + acc[i][v]);
           }
         }
       }
@@ -95,11 +99,13 @@ void conv_weight_grad_nv(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, fl
 // laid out on the padded image's row stride (zeros in the extra columns), each weight's gradient
 // is one long contiguous dot product, dW[oc][k] = sum_q g[oc][q] x[q + tap k]. A tile is OCB
 // channels x KB taps: KB + OCB loads for OCB*KB FMAs, and a horizontal sum per weight at the end.
-template <int OCB, int KB, Act A, Pool PL>
+template <int L, int OCB, int KB, Act A, Pool PL>
 void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
                                   float* db, float* scratch) {
+  using VL = Lanes<L>;
+  using V = typename VL::V;
   const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, K = a.IC * kTaps;
-  const int64_t Q = (a.Ho * Wp + 7) / 8 * 8;
+  const int64_t Q = (a.Ho * Wp + L - 1) / L * L;  // <= conv_weight_grad_scratch's (rounded to 16)
   float* xbuf = scratch;                        // padded image + slack
   float* gw = scratch + a.IC * Hp * Wp + kSlack;  // (OC, Q)
   for (int64_t n = n0; n < n1; ++n) {
@@ -112,11 +118,11 @@ void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64
         for (int64_t xx = a.Wo; xx < Wp; ++xx) r[xx] = 0.0f;
       }
       for (int64_t q = a.Ho * Wp; q < Q; ++q) row[q] = 0.0f;
-      // The bias gradient in 8 lanes, then across them: one add per 8 values, not a serial chain
+      // The bias gradient in L lanes, then across them: one add per L values, not a serial chain
       // of scalar adds (which cost more than all of this kernel's multiply-adds).
-      v8f sum = v8f{};
-      for (int64_t q = 0; q < Q; q += 8) sum += load8(row + q);
-      db[oc] += hsum8(sum);
+      V sum = V{};
+      for (int64_t q = 0; q < Q; q += L) sum += VL::load(row + q);
+      db[oc] += VL::hsum(sum);
     }
     for (int64_t oc0 = 0; oc0 < a.OC; oc0 += OCB) {
       const float* gc[OCB];
@@ -124,32 +130,37 @@ void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64
       for (int64_t k0 = 0; k0 < K; k0 += KB) {
         const float* xk[KB];
         LF_UNROLL for (int i = 0; i < KB; ++i) xk[i] = xp + a.taps[min64(k0 + i, K - 1)];
-        v8f acc[OCB][KB];
+        V acc[OCB][KB];
         LF_UNROLL for (int c = 0; c < OCB; ++c) {
-          LF_UNROLL for (int i = 0; i < KB; ++i) acc[c][i] = v8f{};
+          LF_UNROLL for (int i = 0; i < KB; ++i) acc[c][i] = V{};
         }
-        for (int64_t q = 0; q < Q; q += 8) {
-          v8f xv[KB];
-          LF_UNROLL for (int i = 0; i < KB; ++i) xv[i] = load8(xk[i] + q);
+        for (int64_t q = 0; q < Q; q += L) {
+          V xv[KB];
+          LF_UNROLL for (int i = 0; i < KB; ++i) xv[i] = VL::load(xk[i] + q);
           LF_UNROLL for (int c = 0; c < OCB; ++c) {
-            const v8f gv = load8(gc[c] + q);
+            const V gv = VL::load(gc[c] + q);
             LF_UNROLL for (int i = 0; i < KB; ++i) acc[c][i] += gv * xv[i];
           }
         }
         for (int c = 0; c < OCB && oc0 + c < a.OC; ++c)
-          for (int i = 0; i < KB && k0 + i < K; ++i) dwt[(k0 + i) * a.OCP + oc0 + c] += hsum8(acc[c][i]);
+          for (int i = 0; i < KB && k0 + i < K; ++i) dwt[(k0 + i) * a.OCP + oc0 + c] += VL::hsum(acc[c][i]);
       }
     }
   }
 }
 
+// Tiles: with pixel lanes 6 channels x 2 taps (12 accumulators); with channel lanes 4 taps x 2
+// 8-lane vectors, or 10 taps x one 16-lane vector (conv2's 150 taps in 15 tiles).
+template <int L>
 void conv_weight_grad(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt, float* db,
                       float* scratch) {
   const auto run = [&](auto act, auto pool) {
+    constexpr Act A = decltype(act)::value;
+    constexpr Pool PL = decltype(pool)::value;
     if (conv_pixel_lanes(a.OC))
-      conv_weight_grad_pixel_lanes<kPixelLaneChannelBlock, 2, decltype(act)::value, decltype(pool)::value>(a, n0, n1, dwt, db, scratch);
+      conv_weight_grad_pixel_lanes<L, kPixelLaneChannelBlock, 2, A, PL>(a, n0, n1, dwt, db, scratch);
     else
-      conv_weight_grad_nv<2, 4, decltype(act)::value, decltype(pool)::value>(a, n0, n1, dwt, db, scratch);
+      conv_weight_grad_channel_lanes<L, 16 / L, L == 16 ? 10 : 4, A, PL>(a, n0, n1, dwt, db, scratch);
   };
   if (a.act)
     with_variant(a.v, run);
@@ -160,67 +171,75 @@ void conv_weight_grad(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float
 // ------------------------------------------------------------------------------------------------
 // Convolution input gradient
 
-// T[k0 + r][p0 .. p0 + 16) = sum_oc W[oc][k0 + r] gp[oc][p0 ..], for KR taps at once.
-template <int KR>
+// T[k0 + r][p0 .. p0 + 16) = sum_oc W[oc][k0 + r] gp[oc][p0 ..], for KR taps at once: 16 pixels
+// as 16 / L vectors.
+template <int L, int KR>
 LF_INLINE void tap_pixel_tile(const float* w, const float* gp, float* t, int64_t OC, int64_t K,
                               int64_t PP, int64_t k0, int64_t p0) {
+  using VL = Lanes<L>;
+  using V = typename VL::V;
+  constexpr int NV = 16 / L;
   int64_t kk[KR];
   LF_UNROLL for (int r = 0; r < KR; ++r) kk[r] = min64(k0 + r, K - 1);
-  v8f acc[KR][2];
-  LF_UNROLL for (int r = 0; r < KR; ++r) acc[r][0] = acc[r][1] = v8f{};
+  V acc[KR][NV];
+  LF_UNROLL for (int r = 0; r < KR; ++r) {
+    LF_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] = V{};
+  }
   for (int64_t oc = 0; oc < OC; ++oc) {
-    const v8f g0 = load8(gp + oc * PP + p0), g1 = load8(gp + oc * PP + p0 + 8);
+    V g[NV];
+    LF_UNROLL for (int v = 0; v < NV; ++v) g[v] = VL::load(gp + oc * PP + p0 + L * v);
     LF_UNROLL for (int r = 0; r < KR; ++r) {
-      const v8f wb = splat8(w[oc * K + kk[r]]);
-      acc[r][0] += wb * g0;
-      acc[r][1] += wb * g1;
+      const V wb = VL::splat(w[oc * K + kk[r]]);
+      LF_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] += wb * g[v];
     }
   }
   for (int r = 0; r < KR && k0 + r < K; ++r) {
-    store8(t + (k0 + r) * PP + p0, acc[r][0]);
-    store8(t + (k0 + r) * PP + p0 + 8, acc[r][1]);
+    LF_UNROLL for (int v = 0; v < NV; ++v) VL::store(t + (k0 + r) * PP + p0 + L * v, acc[r][v]);
   }
 }
 
+template <int L>
 void conv_input_grad(const ConvInputGradArgs& a, int64_t n0, int64_t n1, float* scratch) {
-  constexpr int KR = 4;  // 4 taps x 16 pixels: 8 accumulators
+  using VL = Lanes<L>;
+  using V = typename VL::V;
+  using I = typename VL::I;
+  constexpr int KR = L == 16 ? 8 : 4;  // 4 taps x 2 vectors, or 8 taps x 1: 8 accumulators
   const int64_t P = a.Ho * a.Wo, PP = (P + 15) / 16 * 16, K = a.IC * kTaps;
-  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, NV8 = (Wp + 7) / 8 * 8;
+  const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, NVL = (Wp + L - 1) / L * L;
   float* gp = scratch;        // (OC, PP): grad with zeroed pixel tails, so tiles need no masks
   float* t = gp + a.OC * PP;  // (K, PP)
-  int32_t* mask = reinterpret_cast<int32_t*>(t + K * PP);  // (5, NV8)
-  float* dxp = t + K * PP + kKernel * NV8;                  // (IC, Hp, Wp) + 8: padded input grad
+  int32_t* mask = reinterpret_cast<int32_t*>(t + K * PP);  // (5, NVL)
+  float* dxp = t + K * PP + kKernel * conv_input_grad_row(Wp);  // (IC, Hp, Wp) + 16: padded input grad
   // Lane c of a padded-input row takes tap column kw from output column c - kw, if that exists.
   for (int64_t kw = 0; kw < kKernel; ++kw)
-    for (int64_t c = 0; c < NV8; ++c) mask[kw * NV8 + c] = (c >= kw && c - kw < a.Wo) ? -1 : 0;
+    for (int64_t c = 0; c < NVL; ++c) mask[kw * NVL + c] = (c >= kw && c - kw < a.Wo) ? -1 : 0;
   for (int64_t n = n0; n < n1; ++n) {
     const float* g = a.grad + n * a.OC * P;
     for (int64_t oc = 0; oc < a.OC; ++oc)
       for (int64_t p = 0; p < PP; ++p) gp[oc * PP + p] = p < P ? g[oc * P + p] : 0.0f;
     for (int64_t k0 = 0; k0 < K; k0 += KR)
-      for (int64_t p0 = 0; p0 < PP; p0 += 16) tap_pixel_tile<KR>(a.w, gp, t, a.OC, K, PP, k0, p0);
+      for (int64_t p0 = 0; p0 < PP; p0 += 16) tap_pixel_tile<L, KR>(a.w, gp, t, a.OC, K, PP, k0, p0);
     // col2im as a gather: padded-input row r of plane ic sums, over taps (kh, kw), the tap's
-    // output row r - kh shifted right by kw. Eight columns at a time in a register, each load
+    // output row r - kh shifted right by kw. L columns at a time in a register, each load
     // masked to the tap's Wo real columns (the rest of a load belongs to a neighbouring row or
     // tap, or to the buffers around t, and is never used). Taps are added in the order
     // (kh, kw), with exact zeros where a tap does not reach, so every sum is the scatter's.
     for (int64_t ic = 0; ic < a.IC; ++ic) {
       for (int64_t r = 0; r < Hp; ++r) {
         float* drow = dxp + (ic * Hp + r) * Wp;
-        for (int64_t c0 = 0; c0 < NV8; c0 += 8) {
-          v8f acc = v8f{};
+        for (int64_t c0 = 0; c0 < NVL; c0 += L) {
+          V acc = V{};
           for (int64_t kh = 0; kh < kKernel; ++kh) {
             const int64_t yy = r - kh;
             if (yy < 0 || yy >= a.Ho) continue;
             const float* trow = t + (ic * kTaps + kh * kKernel) * PP + yy * a.Wo + c0;
             LF_UNROLL for (int kw = 0; kw < kKernel; ++kw) {
-              v8i m;
-              __builtin_memcpy(&m, mask + kw * NV8 + c0, sizeof m);  // scratch: 16-byte aligned
-              const v8i v = __builtin_bit_cast(v8i, load8(trow + kw * PP - kw));
-              acc += __builtin_bit_cast(v8f, v & m);
+              const I m = VL::load_i(mask + kw * NVL + c0);
+              const I v = __builtin_bit_cast(I, VL::load(trow + kw * PP - kw));
+              acc += __builtin_bit_cast(V, v & m);
             }
           }
-          store8(drow + c0, acc);  // may run past the row: the next row's stores overwrite it
+          VL::store(drow + c0, acc);  // may run past the row: the next row's stores overwrite it
         }
       }
     }

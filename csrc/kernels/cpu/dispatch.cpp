@@ -1,5 +1,5 @@
 // Picks the CPU kernel table once: the best ISA this CPU supports, unless LENET_FAST_CPU_ISA
-// names another ("baseline" or "avx2"), which tests use to cover every compiled variant.
+// names another ("avx512", "avx2" or "baseline"), which tests use to cover every compiled variant.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -20,7 +20,20 @@ bool cpu_has_avx2() {
 #endif
 }
 
+// x86-64-v4's AVX-512 subsets (and the OS saving the registers: __builtin_cpu_supports checks it).
+bool cpu_has_avx512() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512cd");
+#else
+  return false;
+#endif
+}
+
 const Kernels* by_name(const char* name) {
+  if (std::strcmp(name, "avx512") == 0) return (kernels_avx512() && cpu_has_avx512()) ? kernels_avx512() : nullptr;
   if (std::strcmp(name, "avx2") == 0) return (kernels_avx2() && cpu_has_avx2()) ? kernels_avx2() : nullptr;
   if (std::strcmp(name, "baseline") == 0) return kernels_baseline();
   return nullptr;
@@ -34,8 +47,9 @@ const Kernels* best() {
       // lenet_fast.info shows which table is active.
     }
   }
-  const Kernels* k = by_name("avx2");
-  return k ? k : kernels_baseline();
+  for (const char* name : {"avx512", "avx2"})
+    if (const Kernels* k = by_name(name)) return k;
+  return kernels_baseline();
 }
 
 std::atomic<const Kernels*> g_active{nullptr};
@@ -59,7 +73,12 @@ bool set_isa(const char* name) {
 }
 
 const char* available_isas() {
-  static const std::string s = cpu_has_avx2() && kernels_avx2() ? "avx2,baseline" : "baseline";
+  static const std::string s = [] {
+    std::string names;
+    for (const char* name : {"avx512", "avx2"})
+      if (by_name(name)) names += std::string(name) + ",";
+    return names + "baseline";
+  }();
   return s.c_str();
 }
 

@@ -5,6 +5,8 @@
 
 #include "kernels.h"
 
+#define LF_CPU_ISA_AVX2 1  // simd.h: AVX masked loads and stores for vector tails
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
@@ -19,7 +21,7 @@ namespace lenet_fast {
 namespace cpu {
 
 const Kernels* kernels_avx2() {
-  static const Kernels k = make_kernels("avx2");
+  static const Kernels k = make_kernels<8>("avx2");
   return &k;
 }
 

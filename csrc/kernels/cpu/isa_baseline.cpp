@@ -8,7 +8,7 @@ namespace lenet_fast {
 namespace cpu {
 
 const Kernels* kernels_baseline() {
-  static const Kernels k = make_kernels("baseline");
+  static const Kernels k = make_kernels<8>("baseline");
   return &k;
 }
 

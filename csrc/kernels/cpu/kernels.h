@@ -17,8 +17,8 @@ namespace cpu {
 
 // Which lanes the convolution kernels vectorise over, for OC output channels: with few channels
 // (conv1's 6) the pixels, which would otherwise leave lanes idle, in passes of
-// kPixelLaneChannelBlock channels; with more, the channels, 8 or 16 per register tile. The kernels
-// and the weight packing all ask these.
+// kPixelLaneChannelBlock channels; with more, the channels, 16 per register tile (two 8-lane
+// vectors or one 16-lane one). The kernels and the weight packing all ask these.
 constexpr int64_t kPixelLaneChannels = 8;
 constexpr int kPixelLaneChannelBlock = 6;
 inline bool conv_pixel_lanes(int64_t OC) { return OC <= kPixelLaneChannels; }
@@ -72,7 +72,7 @@ struct LinearArgs {
 };
 
 struct Kernels {
-  const char* isa;  // "avx2" or "baseline"
+  const char* isa;  // "avx512", "avx2" or "baseline"
 
   // scratch: conv_forward_scratch() floats (the zero-padded image plus slack).
   void (*conv_forward)(const ConvForwardArgs& a, int64_t n0, int64_t n1, float* scratch);
@@ -127,31 +127,37 @@ inline std::unique_ptr<float[]> scratch_buffer(int64_t n) {
 
 inline int64_t conv_forward_scratch(int64_t IC, int64_t Hp, int64_t Wp) { return IC * Hp * Wp + 32; }
 
+// Sizes below are rounded to 16 floats, the widest vector of any ISA, so one buffer serves all.
 inline int64_t conv_weight_grad_scratch(const ConvWeightGradArgs& a) {
   const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad;
   const int64_t per_channel_lanes = a.Ho * a.Wo * a.OCP + a.Wo;  // + one row of conv_out_grad_row
-  const int64_t per_pixel_lanes = a.OC * ((a.Ho * Wp + 7) / 8 * 8);
+  const int64_t per_pixel_lanes = a.OC * ((a.Ho * Wp + 15) / 16 * 16);
   return conv_forward_scratch(a.IC, Hp, Wp) + std::max(per_channel_lanes, per_pixel_lanes);
 }
 
+// One col2im lane-mask row of conv_input_grad: a padded-input row of Wp floats in whole vectors.
+inline int64_t conv_input_grad_row(int64_t Wp) { return (Wp + 15) / 16 * 16; }
+
 // Scratch floats conv_input_grad needs per thread: the output gradient with its pixel rows padded
-// to 16, the (IC*25, P) tap-by-pixel products, the col2im lane masks (5 x Wp rounded up to 8),
-// and the padded input gradient with 8 floats of slack. The gather's masked loads may touch up
-// to 4 floats before the products (in the gradient copy) and a few after (in the masks).
+// to 16, the (IC*25, P) tap-by-pixel products, the col2im lane masks (5 x conv_input_grad_row),
+// and the padded input gradient with 16 floats of slack (a row's last vector store may run one
+// vector past it). The gather's masked loads may touch up to 4 floats before the products (in the
+// gradient copy) and up to a vector after (in the masks).
 inline int64_t conv_input_grad_scratch(const ConvInputGradArgs& a) {
   const int64_t PP = (a.Ho * a.Wo + 15) / 16 * 16, Wp = a.W + 2 * a.pad;
-  return a.OC * PP + a.IC * 25 * PP + 5 * ((Wp + 7) / 8 * 8) + a.IC * (a.H + 2 * a.pad) * Wp + 8;
+  return a.OC * PP + a.IC * 25 * PP + 5 * conv_input_grad_row(Wp) + a.IC * (a.H + 2 * a.pad) * Wp + 16;
 }
 
 // The kernel table for this CPU (the best ISA it supports, or the one LENET_FAST_CPU_ISA names).
 const Kernels& kernels();
-// Forces an ISA by name ("avx2", "baseline"); returns false if unknown or unsupported here.
+// Forces an ISA by name ("avx512", "avx2", "baseline"); returns false if unknown or unsupported here.
 bool set_isa(const char* name);
 // ISAs compiled into this build and supported by this CPU, best first, comma-separated.
 const char* available_isas();
 
 const Kernels* kernels_baseline();
-const Kernels* kernels_avx2();  // nullptr where not compiled (non-x86)
+const Kernels* kernels_avx2();    // nullptr where not compiled (non-x86)
+const Kernels* kernels_avx512();  // nullptr where not compiled (non-x86)
 
 }  // namespace cpu
 }  // namespace lenet_fast

@@ -2,9 +2,12 @@
 // file inside a `#pragma GCC target` region and export the table through make_kernels().
 // Everything has internal linkage (see kernel_math.h for why).
 //
+// Every family with a lane count takes it as its template parameter L (8: baseline and AVX2; 16:
+// AVX-512): one source per family, instantiated per ISA by make_kernels<L>().
+//
 // Layout strategy: activations stay NCHW (the ops' contract); inside a kernel the output channels
-// of a convolution are the vector lanes (8 or 16 per register tile), so one broadcast input value
-// feeds 8-16 FMAs and the packed weights (IC*25 x OCP, under 10 KB for LeNet) stay in L1.
+// of a convolution are the vector lanes (16 per register tile), so one broadcast input value
+// feeds 16 FMAs and the packed weights (IC*25 x OCP, under 10 KB for LeNet) stay in L1.
 //
 //   conv_forward      direct convolution, R output pixels x OCT channels in registers;
 //                     the fused version takes the 4 pixels of each 2x2 pooling window as its rows
@@ -12,7 +15,7 @@
 //   conv_weight_grad  dW^T[k][oc] += sum_p x[p + tap k] g[p][oc], KB taps x OCT channels in registers.
 //   conv_input_grad   T[k][p] = sum_oc W[oc][k] g[oc][p] vectorised over pixels (no zero padding
 //                     multiplied, unlike a "full" convolution), then col2im as a masked gather,
-//                     eight input columns at a time.
+//                     L input columns at a time.
 //   linear_*          register-tiled small GEMMs on the nn.Linear layouts, no weight packing.
 #pragma once
 
@@ -26,17 +29,19 @@ namespace lenet_fast {
 namespace cpu {
 namespace {
 
-// The table this ISA's copy of the kernels exports (isa_*.cpp).
+// The table this ISA's copy of the kernels exports (isa_*.cpp), with L-lane vectors in the
+// families that take a lane count.
+template <int L>
 Kernels make_kernels(const char* isa) {
   Kernels k;
   k.isa = isa;
-  k.conv_forward = conv_forward;
-  k.conv_weight_grad = conv_weight_grad;
-  k.conv_input_grad = conv_input_grad;
-  k.linear_forward = linear_forward;
-  k.linear_backward_input = linear_backward_input;
-  k.linear_backward_weight = linear_backward_weight;
-  k.act_forward = act_forward;
+  k.conv_forward = conv_forward<L>;
+  k.conv_weight_grad = conv_weight_grad<L>;
+  k.conv_input_grad = conv_input_grad<L>;
+  k.linear_forward = linear_forward<L>;
+  k.linear_backward_input = linear_backward_input<L>;
+  k.linear_backward_weight = linear_backward_weight<L>;
+  k.act_forward = act_forward<L>;
   k.act_backward = act_backward;
   k.avg_pool_forward = avg_pool_forward;
   k.avg_pool_backward = avg_pool_backward;

@@ -1,5 +1,7 @@
 // CPU elementwise kernels: the activation and its backward, 2x2 average pooling and its
-// backward, and the fused pool + activation backward.
+// backward, and the fused pool + activation backward. The activation forward takes the ISA's lane
+// count; the pooling rows stay at 8 lanes (4 windows) on every ISA: they are a small part of any
+// step, and their shuffles are written for that width.
 // Part of the CPU kernels compiled once per ISA: include kernels_impl.h, not this file.
 #pragma once
 
@@ -64,22 +66,19 @@ LF_INLINE void pool_backward_row(const float* gr, const float* act, const float*
 }
 
 // Elementwise activation A over [i0, i1) of a flat array (in place allowed). Every element goes
-// through act8, the tail too (through a padded copy), so a value's bits never depend on where a
-// range boundary falls.
-template <Act A>
+// through the vector arithmetic, the tail too (one masked vector), so a value's bits never depend
+// on where a range boundary falls.
+template <int L, Act A>
 void act_forward_range(const float* x, float* y, int64_t i0, int64_t i1, float slope) {
+  using VL = Lanes<L>;
   int64_t i = i0;
-  for (; i + 8 <= i1; i += 8) store8(y + i, act8<A>(load8(x + i), slope));
-  if (i < i1) {
-    float tmp[8] = {};
-    for (int64_t l = 0; l < i1 - i; ++l) tmp[l] = x[i + l];
-    store8(tmp, act8<A>(load8(tmp), slope));
-    for (int64_t l = 0; l < i1 - i; ++l) y[i + l] = tmp[l];
-  }
+  for (; i + L <= i1; i += L) VL::store(y + i, act_lanes<L, A>(VL::load(x + i), slope));
+  if (i < i1) VL::store_n(y + i, act_lanes<L, A>(VL::load_n(x + i, i1 - i), slope), i1 - i);
 }
 
+template <int L>
 void act_forward(const float* x, float* y, int64_t i0, int64_t i1, const Variant& v) {
-  with_act(v.act, [&](auto act) { act_forward_range<decltype(act)::value>(x, y, i0, i1, v.slope); });
+  with_act(v.act, [&](auto act) { act_forward_range<L, decltype(act)::value>(x, y, i0, i1, v.slope); });
 }
 
 
