@@ -37,12 +37,13 @@ LF_INLINE void conv_out_grad_row(const ConvWeightGradArgs& a, int64_t n, int64_t
 }
 
 // Channel lanes (OCP a multiple of L NV): the gradient staged pixel-major, (P, OCP), then a tile
-// of KB taps x NV vectors of L channels per pass over the image.
-template <int L, int NV, int KB, Act A, Pool PL>
+// of RW kernel rows (KB = 5 RW taps) x NV vectors of L channels per pass over the image.
+template <int L, int NV, int RW, Act A, Pool PL>
 void conv_weight_grad_channel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt,
                                     float* db, float* scratch) {
   using VL = Lanes<L>;
   using V = typename VL::V;
+  constexpr int KB = kKernel * RW;
   const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, P = a.Ho * a.Wo, K = a.IC * kTaps;
   float* gt = scratch + (a.pad ? a.IC * Hp * Wp : 0);  // (P, OCP): pixel-major, channels in lanes
   float* row = gt + P * a.OCP;                          // (Wo): one output row's gradient
@@ -66,20 +67,23 @@ void conv_weight_grad_channel_lanes(const ConvWeightGradArgs& a, int64_t n0, int
     }
     for (int64_t oc0 = 0; oc0 < a.OCP; oc0 += L * NV) {
       for (int64_t k0 = 0; k0 < K; k0 += KB) {
-        int32_t tap[KB];
-        LF_UNROLL for (int i = 0; i < KB; ++i) tap[i] = a.taps[min64(k0 + i, K - 1)];
+        // The 5 taps of a kernel row (kw = 0..4) are one pointer plus kw: RW pointers for KB taps
+        // (a short last tile repeats the last row).
+        const float* trow[RW];
+        LF_UNROLL for (int j = 0; j < RW; ++j) trow[j] = xp + a.taps[min64(k0 + kKernel * j, K - kKernel)];
         V acc[KB][NV];
         LF_UNROLL for (int i = 0; i < KB; ++i) {
           LF_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = V{};
         }
         for (int64_t yy = 0; yy < a.Ho; ++yy) {
-          const float* row = xp + yy * Wp;
+          const float* row[RW];
+          LF_UNROLL for (int j = 0; j < RW; ++j) row[j] = trow[j] + yy * Wp;
           const float* grow = gt + yy * a.Wo * a.OCP + oc0;
           for (int64_t xx = 0; xx < a.Wo; ++xx) {
             V gv[NV];
             LF_UNROLL for (int v = 0; v < NV; ++v) gv[v] = VL::load(grow + xx * a.OCP + L * v);
             LF_UNROLL for (int i = 0; i < KB; ++i) {
-              const V xv = VL::splat(row[tap[i] + xx]);
+              const V xv = VL::splat(row[i / kKernel][xx + i % kKernel]);
               LF_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] += xv * gv[v];
             }
           }
@@ -149,8 +153,8 @@ void conv_weight_grad_pixel_lanes(const ConvWeightGradArgs& a, int64_t n0, int64
   }
 }
 
-// Tiles: with pixel lanes 6 channels x 2 taps (12 accumulators); with channel lanes 4 taps x 2
-// 8-lane vectors, or 10 taps x one 16-lane vector (conv2's 150 taps in 15 tiles).
+// Tiles: with pixel lanes 6 channels x 2 taps (12 accumulators); with channel lanes one kernel row
+// (5 taps) x 2 8-lane vectors, or two rows (10 taps) x one 16-lane vector: 10 accumulators.
 template <int L>
 void conv_weight_grad(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float* dwt, float* db,
                       float* scratch) {
@@ -160,7 +164,7 @@ void conv_weight_grad(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float
     if (conv_pixel_lanes(a.OC))
       conv_weight_grad_pixel_lanes<L, kPixelLaneChannelBlock, 2, A, PL>(a, n0, n1, dwt, db, scratch);
     else
-      conv_weight_grad_channel_lanes<L, 16 / L, L == 16 ? 10 : 4, A, PL>(a, n0, n1, dwt, db, scratch);
+      conv_weight_grad_channel_lanes<L, 16 / L, L == 16 ? 2 : 1, A, PL>(a, n0, n1, dwt, db, scratch);
   };
   if (a.act)
     with_variant(a.v, run);
