@@ -114,3 +114,9 @@ def test_conv_row_tails(cpu_isa, width, oc):
     b = torch.randn(oc) * 0.1
     compare_with_stock(lambda *a: ops.conv5x5_act_pool(*a, 2), lambda x, w, b: F.avg_pool2d(torch.tanh(F.conv2d(x, w, b, padding=2)), 2),
                        [x, w, b], f"conv5x5_act_pool OC={oc} W={width} [{cpu_isa}]")
+
+
+def test_contention_state_is_visible():
+    """_C.cpu_contended() says whether the CPU ops run on one thread for now because other work has
+    the cores (what the bench's shared-machine case and a slow step can be checked against)."""
+    assert _C.cpu_contended() in (True, False)

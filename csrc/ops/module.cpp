@@ -6,6 +6,7 @@
 #include <iterator>
 
 #include "kernels/cpu/kernels.h"
+#include "ops/cpu/parallel.h"
 #include "kernels/kernel_math.h"
 #include "kernels/variant.h"
 
@@ -44,6 +45,8 @@ PyObject* set_cpu_isa(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+PyObject* cpu_contended(PyObject*, PyObject*) { return PyBool_FromLong(lenet_fast::cpu::contended()); }
+
 PyObject* build_info(PyObject*, PyObject*) {
 #ifdef LENET_FAST_WITH_CUDA
   PyObject* with_cuda = Py_True;
@@ -79,6 +82,8 @@ PyMethodDef methods[] = {
     {"cpu_isa", cpu_isa, METH_NOARGS, "The CPU kernel variant in use."},
     {"cpu_isas", cpu_isas, METH_NOARGS, "CPU kernel variants usable here, best first."},
     {"set_cpu_isa", set_cpu_isa, METH_O, "Use the named CPU kernel variant."},
+    {"cpu_contended", cpu_contended, METH_NOARGS,
+     "Whether the CPU ops run on one thread for now because other work has the cores (parallel.h)."},
     {"variants", variants, METH_NOARGS, "The network variants' names and defaults, tanh's coefficients."},
     {"build_info", build_info, METH_NOARGS, "What this build of lenet_fast compiled."},
     {nullptr, nullptr, 0, nullptr}};
