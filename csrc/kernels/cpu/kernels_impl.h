@@ -42,7 +42,7 @@ Kernels make_kernels(const char* isa) {
   k.linear_backward_input = linear_backward_input<L>;
   k.linear_backward_weight = linear_backward_weight<L>;
   k.act_forward = act_forward<L>;
-  k.act_backward = act_backward;
+  k.act_backward = act_backward<L>;
   k.avg_pool_forward = avg_pool_forward;
   k.avg_pool_backward = avg_pool_backward;
   k.act_pool_backward = act_pool_backward;

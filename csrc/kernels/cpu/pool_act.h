@@ -1,5 +1,5 @@
 // CPU elementwise kernels: the activation and its backward, 2x2 average pooling and its
-// backward, and the fused pool + activation backward. The activation forward takes the ISA's lane
+// backward, and the fused pool + activation backward. The activation and its backward take the ISA's lane
 // count; the pooling rows stay at 8 lanes (4 windows) on every ISA: they are a small part of any
 // step, and their shuffles are written for that width.
 // Part of the CPU kernels compiled once per ISA: include kernels_impl.h, not this file.
@@ -15,8 +15,7 @@ namespace {
 // activation) is given: d[0 .. W) from the pooled gradient row gr[0 .. W/2). `pair` is the other
 // row of the windows, which max pooling reads to find the element each window took, and `bottom`
 // says whether this row is the windows' second. Four windows at a time; an odd last column gets 0.
-// Per element the arithmetic of act_pool_backward_f32, so vector and scalar columns give the same
-// bits.
+// Per element the arithmetic of act_pool_backward_f32.
 template <Act A, Pool PL>
 LF_INLINE void pool_backward_row(const float* gr, const float* act, const float* pair, bool bottom, float* d,
                                  int64_t W, float slope) {
@@ -83,9 +82,20 @@ void act_forward(const float* x, float* y, int64_t i0, int64_t i1, const Variant
 
 
 
+// The activation's backward from its saved output over [i0, i1) (in place allowed), a vector at a
+// time and the tail masked, as act_forward_range.
+template <int L>
 void act_backward(const float* g, const float* y, float* dx, int64_t i0, int64_t i1, const Variant& v) {
+  using VL = Lanes<L>;
   with_act(v.act, [&](auto act) {
-    for (int64_t i = i0; i < i1; ++i) dx[i] = act_backward_f32<decltype(act)::value>(g[i], y[i], v.slope);
+    constexpr Act A = decltype(act)::value;
+    int64_t i = i0;
+    for (; i + L <= i1; i += L)
+      VL::store(dx + i, lenet_fast::act_backward<A, VL>(VL::load(g + i), VL::load(y + i), v.slope));
+    if (i < i1) {
+      const int64_t n = i1 - i;
+      VL::store_n(dx + i, lenet_fast::act_backward<A, VL>(VL::load_n(g + i, n), VL::load_n(y + i, n), v.slope), n);
+    }
   });
 }
 
