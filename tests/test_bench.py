@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import lenet_fast
+
 from lenet_fast import bench
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,6 +254,21 @@ def test_cpu_peak_uses_the_machine_kinds_real_fma_width(monkeypatch, vendor, fam
     monkeypatch.setattr(report, "_cpu_mhz", lambda: 1000.0)
     monkeypatch.setattr(report, "_cpu_id", lambda: (vendor, family, model), raising=False)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(report, "measured_cpu_peak", lambda threads: None)  # the nominal formula
     peak, how = report.peak_gflops(torch.device("cpu"))
     assert peak == pytest.approx(2 * per_cycle * 1000.0 / 1e3), how
     assert f"{per_cycle} FLOP/cycle" in how and kind in how, how
+
+
+def test_cpu_peak_is_measured_where_the_build_can(monkeypatch):
+    """The CPU's peak is what an FMA loop on every thread gets (the real clock, not cpuinfo's
+    nominal MHz), named as measured; the kind's FLOP/cycle turns it into an effective clock."""
+    from lenet_fast.bench import report
+
+    monkeypatch.delenv("LENET_FAST_PEAK_GFLOPS", raising=False)
+    one = lenet_fast._C.cpu_fma_peak(1, 0.05)
+    assert one > 1.0  # GFLOP/s: any FMA-capable x86-64 core does far more
+    peak, how = report.peak_gflops(torch.device("cpu"))
+    assert peak == report.measured_cpu_peak(torch.get_num_threads()) and how.startswith("measured"), how
+    with pytest.raises(ValueError, match="cpu_fma_peak: expected 1 <= threads"):
+        lenet_fast._C.cpu_fma_peak(0, 0.1)

@@ -45,6 +45,22 @@ PyObject* set_cpu_isa(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+PyObject* cpu_fma_peak(PyObject*, PyObject* args) {
+  int threads = 1;
+  double seconds = 0.1;
+  if (!PyArg_ParseTuple(args, "|id", &threads, &seconds)) return nullptr;
+  if (threads < 1 || threads > 4096 || !(seconds > 0.0 && seconds <= 60.0)) {
+    PyErr_Format(PyExc_ValueError, "lenet_fast._C.cpu_fma_peak: expected 1 <= threads <= 4096 and 0 < seconds <= 60, got %d, %g",
+                 threads, seconds);
+    return nullptr;
+  }
+  double gflops = 0.0;
+  Py_BEGIN_ALLOW_THREADS  // the loop runs for `seconds`: other Python threads may go on
+  gflops = lenet_fast::cpu::cpu_fma_peak_gflops(threads, seconds);
+  Py_END_ALLOW_THREADS
+  return PyFloat_FromDouble(gflops);
+}
+
 PyObject* cpu_contended(PyObject*, PyObject*) { return PyBool_FromLong(lenet_fast::cpu::contended()); }
 
 PyObject* build_info(PyObject*, PyObject*) {
@@ -82,6 +98,8 @@ PyMethodDef methods[] = {
     {"cpu_isa", cpu_isa, METH_NOARGS, "The CPU kernel variant in use."},
     {"cpu_isas", cpu_isas, METH_NOARGS, "CPU kernel variants usable here, best first."},
     {"set_cpu_isa", set_cpu_isa, METH_O, "Use the named CPU kernel variant."},
+    {"cpu_fma_peak", cpu_fma_peak, METH_VARARGS,
+     "cpu_fma_peak(threads=1, seconds=0.1): float32 FMA GFLOP/s measured on that many threads at once, widest ISA."},
     {"cpu_contended", cpu_contended, METH_NOARGS,
      "Whether the CPU ops run on one thread for now because other work has the cores (parallel.h)."},
     {"variants", variants, METH_NOARGS, "The network variants' names and defaults, tanh's coefficients."},

@@ -28,9 +28,11 @@ and reports the median of the per-round means. CUDA rounds are timed with CUDA e
 with perf_counter. "vs eager" is stock eager's median over the contender's; "vs compile" is the
 best stock compile median over the contender's (both > 1 mean the contender is faster).
 GFLOP/s counts a multiply-add as 2 FLOPs and ignores bias, tanh and pooling; "peak" is that as a
-share of the device's float32 FMA limit (peak_gflops: SMs x FP32 lanes x 2 x max SM clock on a GPU,
-threads x the CPU kind's FLOPs per cycle x clock on the CPU, report.cpu_kind: Zen 4's AVX-512 runs on
-256-bit units; LENET_FAST_PEAK_GFLOPS overrides). On CUDA each
+share of the device's float32 FMA limit (peak_gflops: SMs x FP32 lanes x 2 x max SM clock on a GPU;
+on the CPU what an FMA loop on the widest vectors gets on every thread at once, measured before the
+cases run, since the clock cores run at is not cpuinfo's nominal MHz; where that cannot be measured,
+threads x the CPU kind's FLOPs per cycle x clock, report.cpu_kind: Zen 4's AVX-512 runs on 256-bit
+units; LENET_FAST_PEAK_GFLOPS overrides, LENET_FAST_PEAK_NOMINAL=1 asks for the formula). On CUDA each
 whole-model case also counts, with the profiler, the kernels one call runs and the launches the
 host makes for it (a CUDA graph replay is one launch); "lenet_fast graph" is the training step
 captured as a CUDA graph, as python -m lenet_fast.train runs it.

@@ -1,6 +1,9 @@
 // Picks the CPU kernel table once: the best ISA this CPU supports, unless LENET_FAST_CPU_ISA
 // names another ("avx512", "avx2" or "baseline"), which tests use to cover every compiled variant.
 #include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -80,6 +83,47 @@ const char* available_isas() {
     return names + "baseline";
   }();
   return s.c_str();
+}
+
+double cpu_fma_peak_gflops(int threads, double seconds) {
+  const Kernels* k = kernels_baseline();
+  for (const char* name : {"avx2", "avx512"})  // the widest this CPU runs, whatever is active
+    if (const Kernels* t = by_name(name)) k = t;
+  using clock = std::chrono::steady_clock;
+  const auto secs = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+  // Size the loop from a short run on this thread (~10 ms), then time all threads at once.
+  int64_t iters = 1 << 16;
+  for (;;) {
+    const auto t0 = clock::now();
+    k->fma_loop(iters);
+    const double dt = secs(t0, clock::now());
+    if (dt > 0.01 || iters > (int64_t{1} << 40)) {
+      iters = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(iters) * seconds / std::max(dt, 1e-9)));
+      break;
+    }
+    iters *= 4;
+  }
+  threads = std::max(threads, 1);
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<double> flops(static_cast<size_t>(threads), 0.0);
+  const auto work = [&](int t) {
+    ready.fetch_add(1);
+    while (!go.load(std::memory_order_acquire)) {
+    }
+    flops[static_cast<size_t>(t)] = k->fma_loop(iters);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
+  while (ready.load() < threads - 1) {
+  }
+  const auto t0 = clock::now();
+  go.store(true, std::memory_order_release);
+  work(0);
+  for (std::thread& th : pool) th.join();
+  double total = 0.0;
+  for (double f : flops) total += f;
+  return total / secs(t0, clock::now()) / 1e9;
 }
 
 }  // namespace cpu

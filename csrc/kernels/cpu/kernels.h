@@ -104,6 +104,11 @@ struct Kernels {
   // gradient (planes, H/2, W/2) and the saved activation (planes, H, W), for variant v.
   void (*act_pool_backward)(const float* g, const float* act, float* dpre, int64_t H, int64_t W,
                             int64_t p0, int64_t p1, const Variant& v);
+
+  // `iters` rounds of independent FMAs on this ISA's widest vectors (enough chains to cover the
+  // FMA latency); returns the FLOPs done. What cpu_fma_peak_gflops times.
+  double (*fma_loop)(int64_t iters);
+  int lanes;  // of the vectors the families with a lane count use (and fma_loop)
 };
 
 // Images [n0, n1) through the whole network: conv1 and conv2 (fused with activation and pooling), then
@@ -154,6 +159,11 @@ const Kernels& kernels();
 bool set_isa(const char* name);
 // ISAs compiled into this build and supported by this CPU, best first, comma-separated.
 const char* available_isas();
+
+// The float32 FMA throughput this machine gives `threads` threads right now, in GFLOP/s: each runs
+// the best supported ISA's fma_loop for about `seconds`, all at once. A measurement, so it counts
+// the clock the cores really run at (turbo, a VM's host) where /proc/cpuinfo's nominal MHz may not.
+double cpu_fma_peak_gflops(int threads, double seconds);
 
 const Kernels* kernels_baseline();
 const Kernels* kernels_avx2();    // nullptr where not compiled (non-x86)
