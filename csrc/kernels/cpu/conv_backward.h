@@ -175,14 +175,13 @@ void conv_weight_grad(const ConvWeightGradArgs& a, int64_t n0, int64_t n1, float
 // ------------------------------------------------------------------------------------------------
 // Convolution input gradient
 
-// T[k0 + r][p0 .. p0 + 16) = sum_oc W[oc][k0 + r] gp[oc][p0 ..], for KR taps at once: 16 pixels
-// as 16 / L vectors.
-template <int L, int KR>
+// T[k0 + r][p0 .. p0 + L NV) = sum_oc W[oc][k0 + r] gp[oc][p0 ..], for KR taps at once: L NV
+// pixels as NV vectors.
+template <int L, int KR, int NV>
 LF_INLINE void tap_pixel_tile(const float* w, const float* gp, float* t, int64_t OC, int64_t K,
                               int64_t PP, int64_t k0, int64_t p0) {
   using VL = Lanes<L>;
   using V = typename VL::V;
-  constexpr int NV = 16 / L;
   int64_t kk[KR];
   LF_UNROLL for (int r = 0; r < KR; ++r) kk[r] = min64(k0 + r, K - 1);
   V acc[KR][NV];
@@ -207,7 +206,10 @@ void conv_input_grad(const ConvInputGradArgs& a, int64_t n0, int64_t n1, float* 
   using VL = Lanes<L>;
   using V = typename VL::V;
   using I = typename VL::I;
-  constexpr int KR = L == 16 ? 8 : 4;  // 4 taps x 2 vectors, or 8 taps x 1: 8 accumulators
+  // Tiles of KR taps x NV vectors of pixels: 4 taps x 2 8-lane vectors (8 accumulators of AVX2's
+  // 16 registers), or 8 taps x 2 16-lane vectors (16 of AVX-512's 32), then one vector for the
+  // last 16 pixels of a row of PP when PP is not a multiple of 32.
+  constexpr int KR = L == 16 ? 8 : 4, NV = 2;
   const int64_t P = a.Ho * a.Wo, PP = (P + 15) / 16 * 16, K = a.IC * kTaps;
   const int64_t Hp = a.H + 2 * a.pad, Wp = a.W + 2 * a.pad, NVL = (Wp + L - 1) / L * L;
   float* gp = scratch;        // (OC, PP): grad with zeroed pixel tails, so tiles need no masks
@@ -219,10 +221,18 @@ void conv_input_grad(const ConvInputGradArgs& a, int64_t n0, int64_t n1, float* 
     for (int64_t c = 0; c < NVL; ++c) mask[kw * NVL + c] = (c >= kw && c - kw < a.Wo) ? -1 : 0;
   for (int64_t n = n0; n < n1; ++n) {
     const float* g = a.grad + n * a.OC * P;
-    for (int64_t oc = 0; oc < a.OC; ++oc)
-      for (int64_t p = 0; p < PP; ++p) gp[oc * PP + p] = p < P ? g[oc * P + p] : 0.0f;
-    for (int64_t k0 = 0; k0 < K; k0 += KR)
-      for (int64_t p0 = 0; p0 < PP; p0 += 16) tap_pixel_tile<L, KR>(a.w, gp, t, a.OC, K, PP, k0, p0);
+    for (int64_t oc = 0; oc < a.OC; ++oc) {  // the row, its partial last vector, zeros up to PP
+      const float* src = g + oc * P;
+      float* dst = gp + oc * PP;
+      int64_t p = 0;
+      for (; p + L <= P; p += L) VL::store(dst + p, VL::load(src + p));
+      for (; p < PP; p += L) VL::store(dst + p, p < P ? VL::load_n(src + p, P - p) : V{});
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += KR) {
+      int64_t p0 = 0;
+      for (; p0 + L * NV <= PP; p0 += L * NV) tap_pixel_tile<L, KR, NV>(a.w, gp, t, a.OC, K, PP, k0, p0);
+      for (; p0 < PP; p0 += L) tap_pixel_tile<L, KR, 1>(a.w, gp, t, a.OC, K, PP, k0, p0);
+    }
     // col2im as a gather: padded-input row r of plane ic sums, over taps (kh, kw), the tap's
     // output row r - kh shifted right by kw. L columns at a time in a register, each load
     // masked to the tap's Wo real columns (the rest of a load belongs to a neighbouring row or
