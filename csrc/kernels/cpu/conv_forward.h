@@ -199,13 +199,13 @@ void conv_fused_image(const ConvForwardArgs& a, const float* xp, int64_t Wp, flo
 }
 
 // Fused conv + activation + pool for few output channels (conv1: OC = 6), with pixels in the lanes:
-// a tile is L neighbouring columns of two conv rows (one row of L/2 pooling windows) by OCB
-// channels, so each tap costs 2 contiguous loads and OCB broadcasts for 2*OCB FMAs, and the
+// a tile is L neighbouring columns of 2 PR conv rows (PR rows of L/2 pooling windows) by OCB
+// channels, so each tap costs 2 PR contiguous loads and OCB broadcasts for 2 PR OCB FMAs, and the
 // activation is stored as whole vectors (a row's last, short one masked). Channel lanes would
 // leave 2 of 8 lanes idle and need a broadcast per FMA. xp is a padded copy with at least L floats
 // of slack past its end: the last tile of a row reads up to L - 1 columns into the next row
 // (those lanes are discarded).
-template <int L, int OCB, Act A, Pool PL>
+template <int L, int OCB, int PR, Act A, Pool PL>
 void conv_fused_pixel_lanes(const ConvForwardArgs& a, const float* xp, int64_t Wp,
                             const float* w, float* y, float* act) {
   using VL = Lanes<L>;
@@ -221,26 +221,29 @@ void conv_fused_pixel_lanes(const ConvForwardArgs& a, const float* xp, int64_t W
       wc[c] = w + oc * K;
       bias[c] = VL::splat(a.bias ? a.bias[oc] : 0.0f);
     }
-    for (int64_t qy = 0; qy < Hq; ++qy) {
+    for (int64_t qy0 = 0; qy0 < Hq; qy0 += PR) {
       for (int64_t x0 = 0; x0 < 2 * Wq; x0 += L) {
-        const float* r0 = xp + 2 * qy * Wp + x0;
-        const float* r1 = r0 + Wp;
-        V acc[OCB][2];
-        LF_UNROLL for (int c = 0; c < OCB; ++c) acc[c][0] = acc[c][1] = V{};
+        const float* rows[2 * PR];  // a short last tile repeats its last pooled row
+        LF_UNROLL for (int i = 0; i < 2 * PR; ++i) rows[i] = xp + (2 * min64(qy0 + i / 2, Hq - 1) + i % 2) * Wp + x0;
+        V acc[OCB][2 * PR];
+        LF_UNROLL for (int c = 0; c < OCB; ++c) {
+          LF_UNROLL for (int i = 0; i < 2 * PR; ++i) acc[c][i] = V{};
+        }
         for (int64_t k = 0; k < K; ++k) {
           const int32_t o = a.taps[k];
-          const V v0 = VL::load(r0 + o), v1 = VL::load(r1 + o);
+          V v[2 * PR];
+          LF_UNROLL for (int i = 0; i < 2 * PR; ++i) v[i] = VL::load(rows[i] + o);
           LF_UNROLL for (int c = 0; c < OCB; ++c) {
             const V wb = VL::splat(wc[c][k]);
-            acc[c][0] += wb * v0;
-            acc[c][1] += wb * v1;
+            LF_UNROLL for (int i = 0; i < 2 * PR; ++i) acc[c][i] += wb * v[i];
           }
         }
         const int64_t cols = min64(L, a.Wo - x0), windows = min64(H, Wq - x0 / 2);
+        for (int j = 0; j < PR && qy0 + j < Hq; ++j)
         for (int c = 0; c < OCB && oc0 + c < a.OC; ++c) {
-          const int64_t oc = oc0 + c;
-          const V t0 = act_lanes<L, A>(acc[c][0] + bias[c], a.v.slope);
-          const V t1 = act_lanes<L, A>(acc[c][1] + bias[c], a.v.slope);
+          const int64_t oc = oc0 + c, qy = qy0 + j;
+          const V t0 = act_lanes<L, A>(acc[c][2 * j] + bias[c], a.v.slope);
+          const V t1 = act_lanes<L, A>(acc[c][2 * j + 1] + bias[c], a.v.slope);
           if (act) {
             float* a0 = act + oc * P + 2 * qy * a.Wo + x0;
             if (cols == L) {
@@ -283,7 +286,8 @@ void conv_forward_pixel_lanes(const ConvForwardArgs& a, int64_t n0, int64_t n1, 
     const float* img = a.x + n * a.IC * a.H * a.W;
     if (a.fused) {  // always a copy, for the slack its loads rely on
       const float* xp = padded_image_copy(img, a.IC, a.H, a.W, a.pad, scratch);
-      conv_fused_pixel_lanes<L, kPixelLaneChannelBlock, A, PL>(a, xp, Wp, a.w, a.y + n * a.OC * Pq,
+      // 2 pooled rows per tile with AVX-512's 32 registers (24 accumulators), 1 with AVX2's 16
+      conv_fused_pixel_lanes<L, kPixelLaneChannelBlock, L == 16 ? 2 : 1, A, PL>(a, xp, Wp, a.w, a.y + n * a.OC * Pq,
                                                                a.act ? a.act + n * a.OC * P : nullptr);
     } else {
       const float* xp = padded_image(img, a.IC, a.H, a.W, a.pad, scratch);
