@@ -53,11 +53,15 @@ LF_INLINE void linear_rows(const LinearArgs& a, int64_t n, int64_t j0) {
 template <int L>
 void linear_forward(const LinearArgs& a, int64_t n0, int64_t n1) {
   constexpr int RN = 3, RJ = 4;  // 12 accumulators; W's 4 rows stay in L1 while x streams past
-  for (int64_t j0 = 0; j0 < a.J; j0 += RJ) {
-    int64_t n = n0;
-    for (; n + RN <= n1; n += RN) linear_rows<L, RN, RJ>(a, n, j0);
-    for (; n < n1; ++n) linear_rows<L, 1, RJ>(a, n, j0);
-  }
+  const int64_t n3 = n0 + (n1 - n0) / RN * RN;
+  for (int64_t j0 = 0; j0 < a.J; j0 += RJ)
+    for (int64_t n = n0; n < n3; n += RN) linear_rows<L, RN, RJ>(a, n, j0);
+  // The rows left over (all of them at batch 1) one at a time, 8 outputs per tile: 8 independent
+  // sums, where 4 would wait on the FMA latency. Each output's sum runs in the same order
+  // whatever the tile, so a row's bits do not depend on which path took it.
+  constexpr int RJ1 = 8;
+  for (int64_t j0 = 0; j0 < a.J; j0 += RJ1)
+    for (int64_t n = n3; n < n1; ++n) linear_rows<L, 1, RJ1>(a, n, j0);
   // The activation over the rows just written (contiguous, in cache), 8 at a time: one scalar tanh
   // per output cost more than the layer's dot products.
   if (a.activate) act_forward<L>(a.y, a.y, n0 * a.J, n1 * a.J, a.v);
