@@ -8,9 +8,12 @@ export PATH="$CUDA_HOME/bin:$PATH"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # clang-16: the CUDA harness's profiling build (tests/cudasim.py, benchmarks/gpu_profile.py).
-if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || ! command -v cmake >/dev/null || ! command -v clang++-16 >/dev/null; then
+# valgrind: a CPU without AVX-512 for the dispatch test (tests/test_cpu_isa.py), and callgrind's
+# instruction counts (benchmarks/step_breakdown.py).
+if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || ! command -v cmake >/dev/null || ! command -v clang++-16 >/dev/null ||
+   ! command -v valgrind >/dev/null; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist cmake g++ clang-16 >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist cmake g++ clang-16 valgrind >/dev/null
 fi
 python3 -m pip install -q -r requirements-dev.txt
 # --no-build-isolation: build against the torch installed above (an isolated build would fetch

@@ -4,6 +4,7 @@ the default is the best this CPU has; LENET_FAST_CPU_ISA forces one, the baselin
 ISA-specific: the choice, and the vector tails, which AVX-512 handles with masked loads and stores
 and the other ISAs without.)"""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -70,6 +71,27 @@ def test_environment_forces_an_isa_for_a_training_step(isa, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == isa
+
+
+@pytest.mark.slow
+def test_a_cpu_without_avx512_never_runs_its_code(tmp_path):
+    """Under valgrind, which reports a CPU without AVX-512 (as a Zen 3 machine is) and stops at the
+    first AVX-512 instruction, importing lenet_fast and training a step picks avx2 and runs none of
+    the AVX-512 build: the dispatcher asks the CPU before it touches that ISA's code (building the
+    avx512 table first was an illegal instruction there)."""
+    if not shutil.which("valgrind"):
+        pytest.skip("valgrind is not installed (scripts/setup.sh installs it)")
+    code = ("import torch, torch.nn.functional as F\n"
+            "from lenet_fast import LeNet5, _C\n"
+            "m = LeNet5(); x = torch.randn(3, 1, 28, 28)\n"
+            "F.cross_entropy(m(x), torch.tensor([1, 2, 3])).backward()\n"
+            "print(_C.cpu_isas(), _C.cpu_isa(), bool(torch.isfinite(m.conv1.weight.grad).all()))\n")
+    env = {k: v for k, v in os.environ.items() if k != "LENET_FAST_CPU_ISA"}
+    r = subprocess.run(["valgrind", "--tool=none", "-q", sys.executable, "-c", code], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    isas, active, finite = r.stdout.split()
+    assert "avx512" not in isas.split(",") and active != "avx512" and finite == "True", r.stdout
 
 
 def test_unsupported_isa_is_refused_by_name():

@@ -166,8 +166,10 @@ const char* available_isas();
 double cpu_fma_peak_gflops(int threads, double seconds);
 
 const Kernels* kernels_baseline();
-const Kernels* kernels_avx2();    // nullptr where not compiled (non-x86)
-const Kernels* kernels_avx512();  // nullptr where not compiled (non-x86)
+// Call only where the CPU has the ISA (dispatch.cpp asks first): the tables are built in code
+// compiled for it. nullptr where not compiled (non-x86).
+const Kernels* kernels_avx2();
+const Kernels* kernels_avx512();
 
 }  // namespace cpu
 }  // namespace lenet_fast
