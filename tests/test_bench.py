@@ -272,3 +272,22 @@ def test_cpu_peak_is_measured_where_the_build_can(monkeypatch):
     assert peak == report.measured_cpu_peak(torch.get_num_threads()) and how.startswith("measured"), how
     with pytest.raises(ValueError, match="cpu_fma_peak: expected 1 <= threads"):
         lenet_fast._C.cpu_fma_peak(0, 0.1)
+
+
+def test_step_breakdown_phases_ops_and_kernel_table(tmp_path):
+    """benchmarks/step_breakdown.py times every phase of the bench's training step, reads the two
+    whole-network ops from the profiler, and turns a kernel split into a table (here a made-up one:
+    perf and valgrind are outside tools)."""
+    sb = _load("benchmarks/step_breakdown.py")
+    out = tmp_path / "b.json"
+    assert sb.main(["--steps", "20", "--batch", "8", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["phases_us"]) == set(sb.PHASES) and all(v > 0 for v in res["phases_us"].values())
+    assert {"lenet_fast::lenet5_forward_train", "lenet_fast::lenet5_backward"} <= set(res["ops_us"])
+    assert res["optimizer"] == "torch.optim.Adam(fused=True)" and res["cpu_isa"] == lenet_fast._C.cpu_isa()
+    res["kernels_perf"] = {"tool": "made up", "percent": {"conv_input_grad": 30.0, "linear_forward": 10.0},
+                           "percent_elsewhere": 60.0}
+    md = sb.markdown(res)
+    assert "| `conv_input_grad` | 75% |" in md and "| `linear_forward` | 25% |" in md
+    assert sb._family("void lenet_fast::cpu::(anonymous namespace)::conv_fused_image<16, 1, 5>(...)") == "conv_fused_image"
+    assert sb._family("at::native::fused_adam_kernel") is None
