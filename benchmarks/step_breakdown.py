@@ -207,9 +207,11 @@ def markdown(res: dict) -> str:
     ops = res["ops_us"]
     f, b = ops.get("lenet_fast::lenet5_forward_train"), ops.get("lenet_fast::lenet5_backward")
     if f and b:
-        lines += ["", f"Of these, lenet_fast's two C++ ops: forward {f:,.0f} µs, backward {b:,.0f} µs (profiler); the "
-                  f"rest of the forward and backward phases ({res['phases_us']['forward'] + res['phases_us']['backward'] - f - b:,.0f} µs, "
-                  "loss backward included) is Python, autograd and the loss's backward."]
+        rest = res["phases_us"]["forward"] + res["phases_us"]["backward"] - f - b
+        rest_text = f"{rest:,.0f} µs" if rest > 0 else "less than the profiler's own overhead"
+        lines += ["", f"Of these, lenet_fast's two C++ ops: forward {f:,.0f} µs, backward {b:,.0f} µs (profiler, which "
+                  f"adds its own overhead to each op); the rest of the forward and backward phases ({rest_text}) is "
+                  "Python, autograd and the loss's backward."]
     kp = res.get("kernels_perf")
     if kp and "percent" in kp:
         tot = sum(kp["percent"].values())
