@@ -3,6 +3,7 @@
 // report and steer the build: which CPU ISA runs, and what was compiled.
 #include <Python.h>
 
+#include <cstdio>
 #include <iterator>
 
 #include "kernels/cpu/kernels.h"
@@ -50,8 +51,12 @@ PyObject* cpu_fma_peak(PyObject*, PyObject* args) {
   double seconds = 0.1;
   if (!PyArg_ParseTuple(args, "|id", &threads, &seconds)) return nullptr;
   if (threads < 1 || threads > 4096 || !(seconds > 0.0 && seconds <= 60.0)) {
-    PyErr_Format(PyExc_ValueError, "lenet_fast._C.cpu_fma_peak: expected 1 <= threads <= 4096 and 0 < seconds <= 60, got %d, %g",
-                 threads, seconds);
+    // snprintf, not PyErr_Format: Python 3.12's PyErr_Format has no %g
+    char msg[160];
+    std::snprintf(msg, sizeof msg,
+                  "lenet_fast._C.cpu_fma_peak: expected 1 <= threads <= 4096 and 0 < seconds <= 60, got %d, %g", threads,
+                  seconds);
+    PyErr_SetString(PyExc_ValueError, msg);
     return nullptr;
   }
   double gflops = 0.0;

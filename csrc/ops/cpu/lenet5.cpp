@@ -56,10 +56,11 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const a
   struct Buffers {
     std::unique_ptr<float[]> a1, a2, h1, h2, pad;
   };
+  const int64_t block = std::min(kBlock, N);  // a small batch allocates for itself, not for 16 images
   cpu::run_jobs((N + kBlock - 1) / kBlock, cpu::threads_for(N * cpu::lenet5_flops(s)),
                 [&] {
-                  return Buffers{cpu::scratch_buffer(kBlock * out1), cpu::scratch_buffer(kBlock * s.F),
-                                 cpu::scratch_buffer(kBlock * s.J1), cpu::scratch_buffer(kBlock * s.J2),
+                  return Buffers{cpu::scratch_buffer(block * out1), cpu::scratch_buffer(block * s.F),
+                                 cpu::scratch_buffer(block * s.J1), cpu::scratch_buffer(block * s.J2),
                                  cpu::scratch_buffer(scratch)};
                 },
                 [&](int64_t j, Buffers& b) {
