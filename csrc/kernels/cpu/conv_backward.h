@@ -242,13 +242,13 @@ void conv_input_grad(const ConvInputGradArgs& a, int64_t n0, int64_t n1, float* 
     // col2im as a gather: padded-input row r of plane ic sums, over taps (kh, kw), the tap's
     // output row r - kh shifted right by kw. L columns at a time in a register, each load
     // masked to the tap's Wo real columns (the rest of a load belongs to a neighbouring row or
-    // tap, or to the buffers around t, and is never used). Taps are added in the order
-    // (kh, kw), with exact zeros where a tap does not reach, so every sum is the scatter's.
+    // tap, or to the buffers around t, and is never used). One sum per kw (over kh), added at
+    // the end: five independent chains of adds, where one chain of 25 waited on each add's latency.
     for (int64_t ic = 0; ic < a.IC; ++ic) {
       for (int64_t r = 0; r < Hp; ++r) {
         float* drow = dxp + (ic * Hp + r) * Wp;
         for (int64_t c0 = 0; c0 < NVL; c0 += L) {
-          V acc = V{};
+          V acc[kKernel] = {};
           for (int64_t kh = 0; kh < kKernel; ++kh) {
             const int64_t yy = r - kh;
             if (yy < 0 || yy >= a.Ho) continue;
@@ -256,10 +256,11 @@ void conv_input_grad(const ConvInputGradArgs& a, int64_t n0, int64_t n1, float* 
             LF_UNROLL for (int kw = 0; kw < kKernel; ++kw) {
               const I m = VL::load_i(mask + kw * NVL + c0);
               const I v = __builtin_bit_cast(I, VL::load(trow + kw * PP - kw));
-              acc += __builtin_bit_cast(V, v & m);
+              acc[kw] += __builtin_bit_cast(V, v & m);
             }
           }
-          VL::store(drow + c0, acc);  // may run past the row: the next row's stores overwrite it
+          // may run past the row: the next row's stores overwrite it
+          VL::store(drow + c0, ((acc[0] + acc[1]) + (acc[2] + acc[3])) + acc[4]);
         }
       }
     }
