@@ -6,7 +6,7 @@
 // every ISA; intrinsics appear only here, for the masked loads and stores of a vector's tail, where
 // the ISA has them:
 //   LF_CPU_ISA_AVX512  AVX-512F/VL masked loads and stores (fault-suppressing), 8 and 16 lanes
-//   LF_CPU_ISA_AVX2    AVX vmaskmovps, 8 lanes
+//   LF_CPU_ISA_AVX2    AVX vmaskmovps loads, 8 lanes (stores lane by lane)
 //   neither            a lane-by-lane loop
 // The isa_*.cpp file defines its macro before including kernels_impl.h (one ISA per translation
 // unit: everything here has internal linkage).
@@ -67,7 +67,13 @@ struct LanesBase {
 };
 
 template <>
-struct Lanes<4> : LanesBase<4, v4f, v4i> {};
+struct Lanes<4> : LanesBase<4, v4f, v4i> {
+#if defined(LF_CPU_ISA_AVX512)
+  static V load_n(const float* p, int64_t n) { return V(_mm_maskz_loadu_ps(static_cast<__mmask8>((1u << n) - 1), p)); }
+#else
+  static V load_n(const float* p, int64_t n) { return load_n_generic(p, n); }
+#endif
+};
 
 template <>
 struct Lanes<8> : LanesBase<8, v8f, v8i> {
@@ -85,7 +91,8 @@ struct Lanes<8> : LanesBase<8, v8f, v8i> {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMask + 8 - n));
   }
   static V load_n(const float* p, int64_t n) { return V(_mm256_maskload_ps(p, mask(n))); }
-  static void store_n(float* p, V v, int64_t n) { _mm256_maskstore_ps(p, mask(n), __m256(v)); }
+  // Not vmaskmovps: a masked store is microcoded and slow on AMD's cores (AVX-512's is not).
+  static void store_n(float* p, V v, int64_t n) { store_n_generic(p, v, n); }
 #else
   static V load_n(const float* p, int64_t n) { return load_n_generic(p, n); }
   static void store_n(float* p, V v, int64_t n) { store_n_generic(p, v, n); }
@@ -120,6 +127,14 @@ typename Lanes<L / 2>::V odd_lanes(typename Lanes<L>::V v) {
   if constexpr (L == 8) return __builtin_shufflevector(v, v, 1, 3, 5, 7);
   else return __builtin_shufflevector(v, v, 1, 3, 5, 7, 9, 11, 13, 15);
 }
+
+// Whether this ISA's masked loads and stores are cheap enough to end a short row with one masked
+// vector rather than scalar code (AVX-512's are; AVX's vmaskmovps is slow on AMD).
+#if defined(LF_CPU_ISA_AVX512)
+inline constexpr bool kCheapMasks = true;
+#else
+inline constexpr bool kCheapMasks = false;
+#endif
 
 // The 8-lane names the elementwise kernels (pool_act.h), which stay at 8 lanes on every ISA, use.
 using Vec8Ops = Lanes<8>;
