@@ -176,8 +176,7 @@ def render_breakdown() -> str:
     return "\n".join(lines).rstrip()
 
 
-def rewrite(text: str, kinds=KINDS, render=None) -> str:
-    render = render or globals()["render"]
+def rewrite(text: str, kinds=KINDS, render=render) -> str:
     for kind in kinds:
         begin, end = BEGIN.format(kind), END.format(kind)
         if begin not in text or end not in text:

@@ -15,32 +15,22 @@ import torch.nn.functional as F
 from conftest import CPU_ISAS
 from helpers import compare_with_stock
 from lenet_fast import _C, ops
+from lenet_fast.bench.report import _cpu_flags
 
 ALL_ISAS = ["avx512", "avx2", "baseline"]  # best first, as the dispatcher ranks them
 NEEDS = {"avx512": {"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"}, "avx2": {"avx2", "fma"},
          "baseline": set()}
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return None
-
-
 @pytest.mark.parametrize("isa", ALL_ISAS)
 def test_isa_runs_where_the_cpu_has_it(isa):
-    flags = _cpu_flags()
+    flags = _cpu_flags()  # empty where /proc/cpuinfo says nothing
     if isa not in CPU_ISAS:
-        missing = sorted(NEEDS[isa] - flags) if flags is not None else "unknown (no /proc/cpuinfo)"
-        if flags is not None and not missing:
+        missing = sorted(NEEDS[isa] - flags) if flags else "unknown (no flags in /proc/cpuinfo)"
+        if flags and not missing:
             pytest.fail(f"{isa}: the CPU has every flag it needs, yet the build does not offer it ({CPU_ISAS})")
         pytest.skip(f"{isa} kernels not run here: this CPU lacks {missing}")
-    if flags is not None:
+    if flags:
         assert NEEDS[isa] <= flags, f"{isa} offered on a CPU without {sorted(NEEDS[isa] - flags)}"
 
 
@@ -77,8 +67,8 @@ def test_environment_forces_an_isa_for_a_training_step(isa, tmp_path):
 def test_a_cpu_without_avx512_never_runs_its_code(tmp_path):
     """Under valgrind, which reports a CPU without AVX-512 (as a Zen 3 machine is) and stops at the
     first AVX-512 instruction, importing lenet_fast and training a step picks avx2 and runs none of
-    the AVX-512 build: the dispatcher asks the CPU before it touches that ISA's code (building the
-    avx512 table first was an illegal instruction there)."""
+    the AVX-512 build: the dispatcher asks the CPU before it touches that ISA's code (the avx512
+    table itself is built by AVX-512 code, an illegal instruction there)."""
     if not shutil.which("valgrind"):
         pytest.skip("valgrind is not installed (scripts/setup.sh installs it)")
     code = ("import torch, torch.nn.functional as F\n"

@@ -243,7 +243,7 @@ void conv_input_grad(const ConvInputGradArgs& a, int64_t n0, int64_t n1, float* 
     // output row r - kh shifted right by kw. L columns at a time in a register, each load
     // masked to the tap's Wo real columns (the rest of a load belongs to a neighbouring row or
     // tap, or to the buffers around t, and is never used). One sum per kw (over kh), added at
-    // the end: five independent chains of adds, where one chain of 25 waited on each add's latency.
+    // the end: five independent chains of adds, not one chain of 25 waiting on each add's latency.
     for (int64_t ic = 0; ic < a.IC; ++ic) {
       for (int64_t r = 0; r < Hp; ++r) {
         float* drow = dxp + (ic * Hp + r) * Wp;

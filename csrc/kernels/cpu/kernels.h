@@ -108,7 +108,6 @@ struct Kernels {
   // `iters` rounds of independent FMAs on this ISA's widest vectors (enough chains to cover the
   // FMA latency); returns the FLOPs done. What cpu_fma_peak_gflops times.
   double (*fma_loop)(int64_t iters);
-  int lanes;  // of the vectors the families with a lane count use (and fma_loop)
 };
 
 // Images [n0, n1) through the whole network: conv1 and conv2 (fused with activation and pooling), then

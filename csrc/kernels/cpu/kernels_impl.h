@@ -67,7 +67,6 @@ Kernels make_kernels(const char* isa) {
   k.avg_pool_backward = avg_pool_backward;
   k.act_pool_backward = act_pool_backward;
   k.fma_loop = fma_loop<L>;
-  k.lanes = L;
   return k;
 }
 
