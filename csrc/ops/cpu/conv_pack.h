@@ -31,9 +31,15 @@ struct PackedConv {
     const int64_t OC = w.size(0), IC = w.size(1);
     oc_tile = conv_oc_tile(OC);
     OCP = round_up(OC, oc_tile);
-    wt.assign(IC * kTaps * OCP, 0.0f);
-    for (int64_t o = 0; o < OC; ++o)
-      for (int64_t k = 0; k < IC * kTaps; ++k) wt[k * OCP + o] = src[o * IC * kTaps + k];
+    // Written in order, read across rows: the reads hit L1, where OCP-strided writes would each
+    // wait on a line of their own (a microsecond of a batch-1 forward, which packs every call).
+    const int64_t K = IC * kTaps;
+    wt.resize(K * OCP);
+    for (int64_t k = 0; k < K; ++k) {
+      float* row = wt.data() + k * OCP;
+      for (int64_t o = 0; o < OC; ++o) row[o] = src[o * K + k];
+      for (int64_t o = OC; o < OCP; ++o) row[o] = 0.0f;
+    }
     bias.assign(OCP, 0.0f);
     std::copy(bc.data_ptr<float>(), bc.data_ptr<float>() + OC, bias.begin());
     taps = tap_offsets(IC, Hp, Wp);
