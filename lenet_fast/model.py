@@ -94,7 +94,19 @@ class LeNet5(nn.Module):
                   f2["weight"], f2["bias"], f3["weight"], f3["bias"]]
         if self.fc_backend == "triton":
             return self._forward_triton_fc(x, params, m["conv1"].padding[0], self._variant())
+        if torch.jit.is_tracing():
+            return self._forward_traced(x, params)
         return ops.lenet5_forward(x, params, m["conv1"].padding[0], 0.0, 1.0, *self._variant())
+
+    def _forward_traced(self, x, params):
+        # A trace keeps one op, so it is chosen by the module's mode, not the grad mode (which
+        # torch.jit.trace's own check turns off for its second run): an eval-mode trace holds the
+        # inference op (no autograd through it), a training-mode trace the training op, whose
+        # backward is lenet5_backward.
+        args = (x, *params, self.conv1.padding[0])
+        if self.training:
+            return torch.ops.lenet_fast.lenet5_forward_train(*args, *self._variant())[0]
+        return torch.ops.lenet_fast.lenet5_forward(*args, 0.0, 1.0, *self._variant())
 
     def _variant(self) -> tuple[str, str, float]:
         return self.activation, self.pooling, self.negative_slope
@@ -118,6 +130,12 @@ class LeNet5(nn.Module):
     def _forward_triton_fc(x, params, padding, variant):
         from .triton_linear import triton_linear
 
+        if ops._onnx_exporting():
+            raise RuntimeError(
+                "LeNet5(fc_backend='triton') cannot be exported to ONNX: its fc layers are Triton kernels, "
+                "which have no ONNX form. Export the same weights through the native model instead: "
+                "m = LeNet5(...same arguments..., fc_backend='native'); m.load_state_dict(model.state_dict()); "
+                "lenet_fast.onnx.export(m, (x,))")
         activation, pooling, slope = variant
         c1w, c1b, c2w, c2b, f1w, f1b, f2w, f2b, f3w, f3b = params
         x = ops.conv5x5_act_pool(x, c1w, c1b, padding, activation, pooling, slope)

@@ -1,0 +1,229 @@
+"""The routes people ship a trained LeNet5 by: ONNX (ONNX Runtime runs the export), TorchScript
+tracing, torch.export with AOTInductor. (The C++ side of AOTInductor: examples/aoti_cpp, run by
+ctest.) Every route is checked against eager lenet_fast / stock PyTorch under the project's
+accuracy rule, at more than one batch size."""
+import importlib.util
+import itertools
+import warnings
+
+import pytest
+import torch
+
+import lenet_fast
+from lenet_fast import LeNet5, TorchLeNet5, ops, variants
+from helpers import assert_matches_reference
+
+_MISSING = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+needs_onnx = pytest.mark.skipif(bool(_MISSING), reason=f"ONNX export needs {', '.join(_MISSING)} "
+                                                       "(pip install onnx onnxscript onnxruntime)")
+VARIANTS = list(itertools.product(variants.ACTIVATIONS, variants.POOLINGS))
+
+
+def _trained_like(size=28, activation="tanh", pooling="avg", seed=0):
+    """A model with random weights, an eval-mode stock twin and a float64 one, sharing them."""
+    torch.manual_seed(seed)
+    fast = LeNet5(input_size=size, activation=activation, pooling=pooling).eval()
+    stock = TorchLeNet5(activation=activation, pooling=pooling).eval()
+    if size == 32:
+        stock.conv1.padding = (0, 0)
+    stock.load_state_dict(fast.state_dict())
+    return fast, stock
+
+
+def _check_logits(got, fast, stock, x, name):
+    with torch.no_grad():
+        want = fast(x)
+        assert_matches_reference(got, stock(x), stock.double()(x.double()), name)
+        stock.float()
+    return want
+
+
+# ---- ONNX --------------------------------------------------------------------------------------
+
+def _onnx_session(program, tmp_path):
+    import onnxruntime
+
+    path = tmp_path / "model.onnx"
+    program.save(str(path))
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _run_onnx(session, x):
+    return torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+
+
+def _export_onnx(model, x, **kwargs):
+    import lenet_fast.onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's progress and deprecation notes
+        return lenet_fast.onnx.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                      verbose=False, **kwargs)
+
+
+@needs_onnx
+@pytest.mark.parametrize("size", [28, 32])
+@pytest.mark.parametrize("activation,pooling", VARIANTS, ids=[f"{a}-{p}" for a, p in VARIANTS])
+def test_onnx_runtime_matches_eager(activation, pooling, size, tmp_path):
+    fast, stock = _trained_like(size, activation, pooling)
+    # As people write it: an eval-mode model whose parameters require grad, grad mode on.
+    program = _export_onnx(fast, torch.randn(4, 1, size, size))
+    kinds = [node.op_type for node in program.model.graph]
+    assert not [k for k in kinds if k.startswith("lenet")], kinds
+    assert kinds.count("Conv") == 2 and kinds.count("Gemm") == 3, kinds
+    assert kinds.count({"avg": "AveragePool", "max": "MaxPool"}[pooling]) == 2, kinds
+    session = _onnx_session(program, tmp_path)
+    for batch in (1, 17):  # one export, a dynamic batch
+        x = torch.randn(batch, 1, size, size)
+        got = _run_onnx(session, x)
+        want = _check_logits(got, fast, stock, x, f"onnx {activation}-{pooling} {size} batch {batch}")
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@needs_onnx
+def test_onnx_export_in_training_mode_is_the_inference_graph(tmp_path):
+    fast, stock = _trained_like()
+    fast.train()
+    session = _onnx_session(_export_onnx(fast, torch.randn(2, 1, 28, 28)), tmp_path)
+    x = torch.randn(5, 1, 28, 28)
+    _check_logits(_run_onnx(session, x), fast, stock, x, "onnx of a training-mode model")
+    assert fast.training
+
+
+class _Uint8Net(torch.nn.Module):
+    """What serving raw images looks like: uint8 in, logits out, normalisation in the graph."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images):
+        return self.net.forward_uint8(images)
+
+
+@needs_onnx
+def test_onnx_forward_uint8(tmp_path):
+    fast, stock = _trained_like()
+    session = _onnx_session(_export_onnx(_Uint8Net(fast), torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)),
+                            tmp_path)
+    for batch in (1, 17):
+        images = torch.randint(0, 256, (batch, 1, 28, 28), dtype=torch.uint8)
+        got = session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
+        with torch.no_grad():
+            x = (images.float() / 255 - 0.5) / 0.5  # ToTensor() + Normalize((0.5,), (0.5,))
+            assert torch.equal(ops.gather_normalize(images, torch.arange(batch), 0.5, 0.5), x)
+        _check_logits(torch.from_numpy(got), fast, stock, x, f"onnx uint8 batch {batch}")
+
+
+class _OpsNet(torch.nn.Module):
+    """Every other translated op, as someone building their own network from lenet_fast.ops would."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.Conv2d(6, 16, 5)
+        self.f1, self.f2 = torch.nn.Linear(16 * 5 * 5, 32), torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        h = ops.conv5x5_act_pool(x, self.c1.weight, self.c1.bias, 2, "relu", "max")
+        h = ops.avg_pool2x2(ops.act(ops.conv5x5(h, self.c2.weight, self.c2.bias, 0), "sigmoid"))
+        h = ops.linear_act(h.flatten(1), self.f1.weight, self.f1.bias, "leaky_relu", 0.2)
+        return ops.linear(h, self.f2.weight, self.f2.bias)
+
+    def stock(self, x):
+        f = torch.nn.functional
+        h = f.max_pool2d(f.relu(self.c1(x)), 2)
+        h = f.avg_pool2d(torch.sigmoid(self.c2(h)), 2)
+        return self.f2(f.leaky_relu(self.f1(h.flatten(1)), 0.2))
+
+
+@needs_onnx
+def test_onnx_translations_of_the_single_ops(tmp_path):
+    torch.manual_seed(0)
+    net = _OpsNet().eval()
+    session = _onnx_session(_export_onnx(net, torch.randn(2, 1, 28, 28)), tmp_path)
+    for batch in (1, 17):
+        x = torch.randn(batch, 1, 28, 28)
+        with torch.no_grad():
+            stock32, ref64 = net.stock(x), net.double().stock(x.double())
+            net.float()
+            assert_matches_reference(_run_onnx(session, x), stock32, ref64, f"onnx ops batch {batch}")
+
+
+@needs_onnx
+def test_onnx_export_of_the_triton_backend_says_what_to_do():
+    from lenet_fast import triton_linear
+
+    if not triton_linear.HAVE_TRITON:
+        pytest.skip("triton is not installed")
+    model = LeNet5(fc_backend="triton").eval()
+    with pytest.raises(Exception, match=r"fc_backend='triton'\) cannot be exported to ONNX.*fc_backend='native'"):
+        _export_onnx(model, torch.randn(2, 1, 28, 28))
+
+
+# ---- TorchScript tracing -----------------------------------------------------------------------
+
+def _trace(model, x):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.trace's deprecation, the input-shape check's TracerWarning
+        return torch.jit.trace(model, x)
+
+
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_trace_of_an_eval_model_holds_the_inference_op(grad, tmp_path):
+    fast, stock = _trained_like()
+    with torch.set_grad_enabled(grad):
+        traced = _trace(fast, torch.randn(4, 1, 28, 28))  # the trace's own check must pass
+    graph = str(traced.graph)
+    assert "lenet_fast::lenet5_forward(" in graph and "lenet5_forward_train" not in graph, graph
+    path = tmp_path / "lenet5.pt"
+    traced.save(str(path))
+    loaded = torch.jit.load(str(path))
+    for batch in (1, 17):
+        x = torch.randn(batch, 1, 28, 28)
+        with torch.no_grad():
+            assert torch.equal(loaded(x), fast(x))
+        _check_logits(loaded(x), fast, stock, x, f"traced batch {batch}")
+
+
+def test_trace_of_a_training_model_holds_the_training_op():
+    fast, _ = _trained_like()
+    fast.train()
+    traced = _trace(fast, torch.randn(4, 1, 28, 28))
+    assert "lenet_fast::lenet5_forward_train(" in str(traced.graph)
+    x, y = torch.randn(9, 1, 28, 28), torch.randint(0, 10, (9,))
+    torch.nn.functional.cross_entropy(traced(x), y).backward()
+    traced_grads = [p.grad.clone() for p in fast.parameters()]
+    fast.zero_grad()
+    torch.nn.functional.cross_entropy(fast(x), y).backward()
+    for (name, p), g in zip(fast.named_parameters(), traced_grads):
+        assert torch.equal(g, p.grad), name
+
+
+# ---- torch.export and AOTInductor (Python) -----------------------------------------------------
+
+def test_torch_export_save_load(tmp_path):
+    fast, stock = _trained_like()
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(fast, (torch.randn(4, 1, 28, 28),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(tmp_path / "lenet5.pt2"))
+    loaded = torch.export.load(str(tmp_path / "lenet5.pt2")).module()
+    for n in (1, 8, 33):
+        x = torch.randn(n, 1, 28, 28)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), fast(x), rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_aoti_compile_and_package(tmp_path):
+    fast, stock = _trained_like()
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    with torch.no_grad():
+        program = torch.export.export(fast, (torch.randn(8, 1, 28, 28),), dynamic_shapes=({0: batch},))
+        path = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp_path / "lenet5.pt2"))
+    runner = torch._inductor.aoti_load_package(path)
+    for n in (1, 8, 33):
+        x = torch.randn(n, 1, 28, 28)
+        got = runner(x)
+        with torch.no_grad():
+            torch.testing.assert_close(got, fast(x), rtol=0, atol=0)
+        _check_logits(got, fast, stock, x, f"aoti batch {n}")
