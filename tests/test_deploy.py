@@ -185,10 +185,12 @@ def test_trace_of_an_eval_model_holds_the_inference_op(grad, tmp_path):
         _check_logits(loaded(x), fast, stock, x, f"traced batch {batch}")
 
 
-def test_trace_of_a_training_model_holds_the_training_op():
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_trace_of_a_training_model_holds_the_training_op(grad):
     fast, _ = _trained_like()
     fast.train()
-    traced = _trace(fast, torch.randn(4, 1, 28, 28))
+    with torch.set_grad_enabled(grad):
+        traced = _trace(fast, torch.randn(4, 1, 28, 28))
     assert "lenet_fast::lenet5_forward_train(" in str(traced.graph)
     x, y = torch.randn(9, 1, 28, 28), torch.randint(0, 10, (9,))
     torch.nn.functional.cross_entropy(traced(x), y).backward()
