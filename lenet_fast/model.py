@@ -29,6 +29,15 @@ FC_BACKENDS = ("native", "triton")
 _AUTO_FC_BACKEND = "native"
 
 
+# torch.jit.is_tracing() without its two Python frames (a batch-1 forward asks on every call)
+_tracing_state = torch._C._get_tracing_state
+
+TRITON_NOT_ONNX = (
+    "LeNet5(fc_backend='triton') cannot be exported to ONNX: its fc layers are Triton kernels, which have "
+    "no ONNX form. Export the same weights through the native model instead: m = LeNet5(<same arguments>, "
+    "fc_backend='native'); m.load_state_dict(model.state_dict()); lenet_fast.onnx.export(m, (x,))")
+
+
 def _resolve_fc_backend(name: str | None) -> str:
     name = name or os.environ.get("LENET_FAST_FC_BACKEND") or "auto"
     name = _AUTO_FC_BACKEND if name == "auto" else name
@@ -92,21 +101,21 @@ class LeNet5(nn.Module):
                               m["fc2"]._parameters, m["fc3"]._parameters)  # (a generator costs 0.2 us)
         params = [c1["weight"], c1["bias"], c2["weight"], c2["bias"], f1["weight"], f1["bias"],
                   f2["weight"], f2["bias"], f3["weight"], f3["bias"]]
+        padding = m["conv1"].padding[0]
         if self.fc_backend == "triton":
-            return self._forward_triton_fc(x, params, m["conv1"].padding[0], self._variant())
-        if torch.jit.is_tracing():
-            return self._forward_traced(x, params)
-        return ops.lenet5_forward(x, params, m["conv1"].padding[0], 0.0, 1.0, *self._variant())
+            return self._forward_triton_fc(x, params, padding, self._variant())
+        if _tracing_state() is not None:  # torch.jit.is_tracing() in one C call
+            return self._forward_traced(x, params, padding)
+        return ops.lenet5_forward(x, params, padding, 0.0, 1.0, *self._variant())
 
-    def _forward_traced(self, x, params):
+    def _forward_traced(self, x, params, padding, mean=0.0, std=1.0):
         # A trace keeps one op, so it is chosen by the module's mode, not the grad mode (which
         # torch.jit.trace's own check turns off for its second run): an eval-mode trace holds the
         # inference op (no autograd through it), a training-mode trace the training op, whose
         # backward is lenet5_backward.
-        args = (x, *params, self.conv1.padding[0])
         if self.training:
-            return torch.ops.lenet_fast.lenet5_forward_train(*args, *self._variant())[0]
-        return torch.ops.lenet_fast.lenet5_forward(*args, 0.0, 1.0, *self._variant())
+            return ops._lib.lenet5_forward_train(x, *params, padding, *self._variant())[0]
+        return ops._lib.lenet5_forward(x, *params, padding, mean, std, *self._variant())
 
     def _variant(self) -> tuple[str, str, float]:
         return self.activation, self.pooling, self.negative_slope
@@ -121,21 +130,22 @@ class LeNet5(nn.Module):
         if images.shape[1:] != (1, s, s) or images.dim() != 4:
             raise ValueError(f"LeNet5(input_size={s}).forward_uint8 expects images of shape (N, 1, {s}, {s}), "
                              f"got {tuple(images.shape)}")
-        if self.fc_backend == "triton" or torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+        params, padding = list(self.parameters()), self.conv1.padding[0]
+        # As in forward: a trace by the module's mode, otherwise by whether autograd records.
+        tracing = _tracing_state() is not None
+        if self.fc_backend == "triton" or (self.training if tracing else ops._needs_grad(*params)):
             index = torch.arange(images.shape[0], device=images.device)
             return self(ops.gather_normalize(images, index, mean, std))
-        return ops.lenet5_forward(images, list(self.parameters()), self.conv1.padding[0], mean, std, *self._variant())
+        if tracing:
+            return self._forward_traced(images, params, padding, mean, std)
+        return ops.lenet5_forward(images, params, padding, mean, std, *self._variant())
 
     @staticmethod
     def _forward_triton_fc(x, params, padding, variant):
         from .triton_linear import triton_linear
 
         if ops._onnx_exporting():
-            raise RuntimeError(
-                "LeNet5(fc_backend='triton') cannot be exported to ONNX: its fc layers are Triton kernels, "
-                "which have no ONNX form. Export the same weights through the native model instead: "
-                "m = LeNet5(...same arguments..., fc_backend='native'); m.load_state_dict(model.state_dict()); "
-                "lenet_fast.onnx.export(m, (x,))")
+            raise RuntimeError(TRITON_NOT_ONNX)
         activation, pooling, slope = variant
         c1w, c1b, c2w, c2b, f1w, f1b, f2w, f2b, f3w, f3b = params
         x = ops.conv5x5_act_pool(x, c1w, c1b, padding, activation, pooling, slope)

@@ -134,9 +134,17 @@ def translations() -> dict:
     return {getattr(torch.ops.lenet_fast, name).default: f for name, f in _TRANSLATIONS.items()}
 
 
-def export(model, args, **kwargs):
-    """torch.onnx.export(model, args, dynamo=True, ...) with lenet_fast's translations; any
-    custom_translation_table of the caller's is merged in (its entries win)."""
+def export(model, args, f=None, **kwargs):
+    """torch.onnx.export(model, args, f, dynamo=True, ...) with lenet_fast's translations; any
+    custom_translation_table of the caller's is merged in (its entries win). Returns the
+    ONNXProgram (and writes f, if given)."""
+    from .model import TRITON_NOT_ONNX, LeNet5
+
+    if not kwargs.setdefault("dynamo", True):
+        raise ValueError("lenet_fast.onnx.export: the TorchScript-based exporter (dynamo=False) has no "
+                         "translations of lenet_fast's ops; leave dynamo at True")
+    if isinstance(model, torch.nn.Module) and any(
+            isinstance(m, LeNet5) and m.fc_backend == "triton" for m in model.modules()):
+        raise ValueError(TRITON_NOT_ONNX)
     table = {**translations(), **(kwargs.pop("custom_translation_table", None) or {})}
-    kwargs.setdefault("dynamo", True)
-    return torch.onnx.export(model, args, custom_translation_table=table, **kwargs)
+    return torch.onnx.export(model, args, f, custom_translation_table=table, **kwargs)

@@ -22,7 +22,8 @@ PY="$VENV/bin/python"
 # numpy < 2.4: the Triton 3.6 that torch 2.11 brings cannot interpret a loop with a run-time bound
 # under NumPy 2.4+ (int() of a 1-element array), which the CPU tests of the Triton kernels need.
 "$PY" -m pip install -q "torch==$TORCH" "torchvision==$TORCHVISION" "numpy<2.4" tqdm matplotlib pytest \
-  pytest-benchmark ninja "setuptools>=64" wheel onnx onnxscript onnxruntime 2>&1 | grep -v "^WARNING: Location" || true
+  pytest-benchmark ninja "setuptools>=64" wheel onnx==1.23.2 onnxscript==0.7.2 \
+  onnxruntime==1.32.0 2>&1 | grep -v "^WARNING: Location" || true
 "$PY" -c "import torch, sys; v = torch.__version__.split('+')[0]; sys.exit(0 if v == '$TORCH' else f'expected torch $TORCH, got {v}')"
 LENET_FAST_FORCE_CPU=1 "$PY" -m pip install -v --no-build-isolation --no-deps . > /tmp/lenet_fast_oldest_build.log 2>&1 || {
   tail -n 60 /tmp/lenet_fast_oldest_build.log; exit 1; }

@@ -9,7 +9,6 @@ import warnings
 import pytest
 import torch
 
-import lenet_fast
 from lenet_fast import LeNet5, TorchLeNet5, ops, variants
 from helpers import assert_matches_reference
 
@@ -20,7 +19,7 @@ VARIANTS = list(itertools.product(variants.ACTIVATIONS, variants.POOLINGS))
 
 
 def _trained_like(size=28, activation="tanh", pooling="avg", seed=0):
-    """A model with random weights, an eval-mode stock twin and a float64 one, sharing them."""
+    """An eval-mode model with random weights, and its stock twin holding the same weights."""
     torch.manual_seed(seed)
     fast = LeNet5(input_size=size, activation=activation, pooling=pooling).eval()
     stock = TorchLeNet5(activation=activation, pooling=pooling).eval()
@@ -80,14 +79,21 @@ def test_onnx_runtime_matches_eager(activation, pooling, size, tmp_path):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+def _node_kinds(program):
+    return [node.op_type for node in program.model.graph]
+
+
 @needs_onnx
 def test_onnx_export_in_training_mode_is_the_inference_graph(tmp_path):
     fast, stock = _trained_like()
+    with torch.no_grad():
+        inference_graph = _node_kinds(_export_onnx(fast, torch.randn(2, 1, 28, 28)))
     fast.train()
-    session = _onnx_session(_export_onnx(fast, torch.randn(2, 1, 28, 28)), tmp_path)
+    program = _export_onnx(fast, torch.randn(2, 1, 28, 28))
+    assert fast.training and _node_kinds(program) == inference_graph
+    session = _onnx_session(program, tmp_path)
     x = torch.randn(5, 1, 28, 28)
     _check_logits(_run_onnx(session, x), fast, stock, x, "onnx of a training-mode model")
-    assert fast.training
 
 
 class _Uint8Net(torch.nn.Module):
@@ -102,10 +108,14 @@ class _Uint8Net(torch.nn.Module):
 
 
 @needs_onnx
-def test_onnx_forward_uint8(tmp_path):
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_onnx_forward_uint8(grad, tmp_path):
     fast, stock = _trained_like()
-    session = _onnx_session(_export_onnx(_Uint8Net(fast), torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)),
-                            tmp_path)
+    with torch.set_grad_enabled(grad):
+        program = _export_onnx(_Uint8Net(fast), torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8))
+    kinds = _node_kinds(program)
+    assert kinds[:3] == ["Cast", "Div", "Sub"] and kinds.count("Conv") == 2, kinds  # normalised in the graph
+    session = _onnx_session(program, tmp_path)
     for batch in (1, 17):
         images = torch.randint(0, 256, (batch, 1, 28, 28), dtype=torch.uint8)
         got = session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
@@ -155,16 +165,26 @@ def test_onnx_export_of_the_triton_backend_says_what_to_do():
 
     if not triton_linear.HAVE_TRITON:
         pytest.skip("triton is not installed")
-    model = LeNet5(fc_backend="triton").eval()
-    with pytest.raises(Exception, match=r"fc_backend='triton'\) cannot be exported to ONNX.*fc_backend='native'"):
-        _export_onnx(model, torch.randn(2, 1, 28, 28))
+    import lenet_fast.onnx
+
+    model, x = LeNet5(fc_backend="triton").eval(), torch.randn(2, 1, 28, 28)
+    what_to_do = r"fc_backend='triton'\) cannot be exported to ONNX.*fc_backend='native'"
+    with pytest.raises(ValueError, match=what_to_do):
+        _export_onnx(torch.nn.Sequential(model), x)  # refused before any tracing
+    with pytest.raises(Exception, match=what_to_do), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), dynamo=True, custom_translation_table=lenet_fast.onnx.translations())
 
 
 # ---- TorchScript tracing -----------------------------------------------------------------------
 
 def _trace(model, x):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.trace's deprecation, the input-shape check's TracerWarning
+        # The trace's check raises when the graphs differ but only warns when the outputs do: make
+        # that an error. Ignored: torch.jit's deprecation, and the input-shape check's warning.
+        warnings.filterwarnings("error", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
         return torch.jit.trace(model, x)
 
 
@@ -186,6 +206,17 @@ def test_trace_of_an_eval_model_holds_the_inference_op(grad, tmp_path):
 
 
 @pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_trace_of_forward_uint8(grad):
+    fast, stock = _trained_like()
+    with torch.set_grad_enabled(grad):
+        traced = _trace(_Uint8Net(fast), torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8))
+    assert "lenet5_forward_train" not in str(traced.graph)
+    images = torch.randint(0, 256, (17, 1, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(traced(images), fast.forward_uint8(images))
+
+
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
 def test_trace_of_a_training_model_holds_the_training_op(grad):
     fast, _ = _trained_like()
     fast.train()
@@ -203,10 +234,14 @@ def test_trace_of_a_training_model_holds_the_training_op(grad):
 
 # ---- torch.export and AOTInductor (Python) -----------------------------------------------------
 
-def test_torch_export_save_load(tmp_path):
-    fast, stock = _trained_like()
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])  # the training op / the inference op
+def test_torch_export_save_load(grad, tmp_path):
+    fast, _ = _trained_like()
     batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(fast, (torch.randn(4, 1, 28, 28),), dynamic_shapes=({0: batch},))
+    with torch.set_grad_enabled(grad):
+        program = torch.export.export(fast, (torch.randn(4, 1, 28, 28),), dynamic_shapes=({0: batch},))
+    op = "lenet5_forward_train" if grad else "lenet5_forward.default"
+    assert op in str(program.graph), program.graph
     torch.export.save(program, str(tmp_path / "lenet5.pt2"))
     loaded = torch.export.load(str(tmp_path / "lenet5.pt2")).module()
     for n in (1, 8, 33):

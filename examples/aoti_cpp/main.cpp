@@ -3,10 +3,11 @@
 // wrote. No Python at run time: the package calls lenet_fast's ops through the dispatcher, which
 // knows them because this program links the lenet_fast library (CMakeLists.txt).
 //
-//   aoti_lenet5 lenet5.pt2 images.f32 logits.f32
+//   aoti_lenet5 lenet5.pt2 images.f32 logits.f32 [input_size, default 28]
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -34,25 +35,30 @@ torch::Tensor read_f32(const std::string& path, std::vector<int64_t> row_shape) 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s lenet5.pt2 images.f32 logits.f32\n", argv[0]);
+  if (argc != 4 && argc != 5) {
+    std::fprintf(stderr, "usage: %s lenet5.pt2 images.f32 logits.f32 [input_size]\n", argv[0]);
     return 2;
   }
   try {
+    const int64_t size = argc == 5 ? std::stoll(argv[4]) : 28;
     torch::inductor::AOTIModelPackageLoader model(argv[1]);
-    const torch::Tensor images = read_f32(argv[2], {1, 28, 28});
+    const torch::Tensor images = read_f32(argv[2], {1, size, size});
     const torch::Tensor want = read_f32(argv[3], {10});
     if (want.size(0) != images.size(0)) throw std::runtime_error("images and logits hold different batch sizes");
 
     const torch::NoGradGuard no_grad;
     const std::vector<torch::Tensor> out = model.run({images});
     const torch::Tensor& logits = out.at(0);
+    if (logits.sizes() != want.sizes()) {
+      std::printf("MISMATCH: logits of shape %s, expected %s\n", c10::str(logits.sizes()).c_str(),
+                  c10::str(want.sizes()).c_str());
+      return 1;
+    }
     // The same kernels as the Python run; the library is a separate build, so allow float32 rounding.
     const double max_diff = (logits - want).abs().max().item<double>();
-    const bool same_shape = logits.sizes() == want.sizes();
-    const bool ok = same_shape && torch::allclose(logits, want, /*rtol=*/1e-5, /*atol=*/1e-5);
-    std::printf("batch %lld: logits %s, max |C++ - eager| = %.3g, classes of the first 8: ",
-                static_cast<long long>(images.size(0)), same_shape ? "(N, 10)" : "of the wrong shape", max_diff);
+    const bool ok = torch::allclose(logits, want, /*rtol=*/1e-5, /*atol=*/1e-5);
+    std::printf("batch %lld: max |C++ - eager| = %.3g, classes of the first 8: ",
+                static_cast<long long>(images.size(0)), max_diff);
     const torch::Tensor classes = logits.argmax(1);
     for (int64_t i = 0; i < std::min<int64_t>(8, classes.size(0)); ++i)
       std::printf("%lld ", static_cast<long long>(classes[i].item<int64_t>()));
