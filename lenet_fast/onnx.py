@@ -3,7 +3,7 @@ operators (Conv, Tanh / Relu / LeakyRelu / Sigmoid, AveragePool / MaxPool, Gemm,
 with onnxscript for torch.onnx's exporter.
 
     import lenet_fast.onnx
-    program = lenet_fast.onnx.export(model, (x,), dynamic_shapes=({0: "batch"},))
+    program = lenet_fast.onnx.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     program.save("lenet5.onnx")
 
 which is torch.onnx.export(model, (x,), dynamo=True, custom_translation_table=lenet_fast.onnx.translations())

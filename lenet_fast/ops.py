@@ -273,14 +273,14 @@ def conv5x5(x: Tensor, weight: Tensor, bias: Tensor, padding: int = 0) -> Tensor
 
 
 def _needs_grad(*tensors: Tensor) -> bool:
-    """Whether autograd records this call. Not while torch.onnx exports: its graphs are for
-    inference, so the ops keep nothing for backward then (the training op has no ONNX form).
-    is_exporting() first: it is a flag read, and torch.onnx's check costs a microsecond of imports."""
-    return (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-            and not (torch.compiler.is_exporting() and torch.onnx.is_in_onnx_export()))
+    """Whether autograd records this call (never while torch.onnx exports)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors) and not _onnx_exporting()
 
 
 def _onnx_exporting() -> bool:
+    """True while torch.onnx exports: its graphs are for inference, so the ops keep nothing for
+    backward then (the training op has no ONNX form). is_exporting() first: it is a flag read, and
+    torch.onnx's check costs a microsecond of imports."""
     return torch.compiler.is_exporting() and torch.onnx.is_in_onnx_export()
 
 
