@@ -34,11 +34,11 @@ _KERNEL = [5, 5]
 _POOL = {"kernel_shape": [2, 2], "strides": [2, 2]}
 
 
-def _conv(x, weight, bias, padding: int):
+def conv5x5(x, weight, bias, padding: int):
     return op.Conv(x, weight, bias, kernel_shape=_KERNEL, pads=[padding] * 4, strides=[1, 1])
 
 
-def _act(x, activation: str, negative_slope: float):
+def act(x, activation: str = DEFAULT_ACTIVATION, negative_slope: float = DEFAULT_NEGATIVE_SLOPE):
     if activation == "tanh":
         return op.Tanh(x)
     if activation == "relu":
@@ -59,7 +59,7 @@ def _pool(x, pooling: str):
     raise ValueError(f"lenet_fast.onnx: no ONNX form for pooling {pooling!r}")
 
 
-def _gemm(x, weight, bias):
+def linear(x, weight, bias):
     return op.Gemm(x, weight, bias, transB=1)
 
 
@@ -70,13 +70,9 @@ def _normalize(images, mean: float, std: float):
     return op.Div(op.Sub(x, op.Constant(value_float=mean)), op.Constant(value_float=std))
 
 
-def conv5x5(x, weight, bias, padding: int):
-    return _conv(x, weight, bias, padding)
-
-
 def conv5x5_act_pool(x, weight, bias, padding: int, save_act: bool, activation: str = DEFAULT_ACTIVATION,
                      pooling: str = DEFAULT_POOLING, negative_slope: float = DEFAULT_NEGATIVE_SLOPE):
-    a = _act(_conv(x, weight, bias, padding), activation, negative_slope)
+    a = act(conv5x5(x, weight, bias, padding), activation, negative_slope)
     # The second output is the saved activation autograd would use; an inference graph drops it.
     return _pool(a, pooling), a if save_act else op.Constant(value_floats=[])
 
@@ -85,17 +81,9 @@ def avg_pool2x2(x):
     return _pool(x, "avg")
 
 
-def act(x, activation: str = DEFAULT_ACTIVATION, negative_slope: float = DEFAULT_NEGATIVE_SLOPE):
-    return _act(x, activation, negative_slope)
-
-
-def linear(x, weight, bias):
-    return _gemm(x, weight, bias)
-
-
 def linear_act(x, weight, bias, activation: str = DEFAULT_ACTIVATION,
-               negative_slope: float = DEFAULT_NEGATIVE_SLOPE):
-    return _act(_gemm(x, weight, bias), activation, negative_slope)
+                negative_slope: float = DEFAULT_NEGATIVE_SLOPE):
+    return act(linear(x, weight, bias), activation, negative_slope)
 
 
 def gather_normalize(images, index, mean: float, std: float):
@@ -108,12 +96,12 @@ def lenet5_forward(x, conv1_weight, conv1_bias, conv2_weight, conv2_bias, fc1_we
                    negative_slope: float = DEFAULT_NEGATIVE_SLOPE):
     if x.dtype == onnxscript.UINT8.dtype:  # raw images: normalised first, as the op does
         x = _normalize(x, mean, std)
-    h = _pool(_act(_conv(x, conv1_weight, conv1_bias, conv1_padding), activation, negative_slope), pooling)
-    h = _pool(_act(_conv(h, conv2_weight, conv2_bias, 0), activation, negative_slope), pooling)
+    h = _pool(act(conv5x5(x, conv1_weight, conv1_bias, conv1_padding), activation, negative_slope), pooling)
+    h = _pool(act(conv5x5(h, conv2_weight, conv2_bias, 0), activation, negative_slope), pooling)
     h = op.Flatten(h, axis=1)
-    h = _act(_gemm(h, fc1_weight, fc1_bias), activation, negative_slope)
-    h = _act(_gemm(h, fc2_weight, fc2_bias), activation, negative_slope)
-    return _gemm(h, fc3_weight, fc3_bias)
+    h = act(linear(h, fc1_weight, fc1_bias), activation, negative_slope)
+    h = act(linear(h, fc2_weight, fc2_bias), activation, negative_slope)
+    return linear(h, fc3_weight, fc3_bias)
 
 
 _TRANSLATIONS = {
